@@ -1,0 +1,509 @@
+//! The per-store state ([`HostCtx`]) and the host side of the contract's
+//! imports: `wasi:logging`, `wasi:config`, `wasi:keyvalue` and
+//! `airssys:component/messaging`.
+//!
+//! Threat model: everything here is called by untrusted guest code. Nothing
+//! a guest passes may make the host hold unbounded memory: log lines are cut
+//! and rate-limited, captured output keeps only a bounded tail, state keys,
+//! values and totals are capped, and every handle lives in the store's
+//! resource table, whose capacity is capped too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::Limits;
+use crate::bindings::airssys::component::types::{ComponentError, Message};
+use crate::bindings::wasi::keyvalue::store::{Error as KvError, KeyResponse};
+use crate::bindings::wasi::logging::logging::Level;
+
+/// What all instances of one prepared component share: its name, limits,
+/// configuration, state store and log budget.
+pub(crate) struct Shared {
+    pub name: String,
+    pub limits: Limits,
+    /// Sorted by key, so `get` is a binary search and `get-all` a copy.
+    pub config: Vec<(String, String)>,
+    pub state: StateStore,
+    pub log_budget: Mutex<TokenBucket>,
+}
+
+impl Shared {
+    pub(crate) fn new(name: String, limits: Limits, mut config: Vec<(String, String)>) -> Self {
+        config.sort();
+        config.dedup_by(|a, b| a.0 == b.0);
+        let rate = limits.log_lines_per_second;
+        Self {
+            name,
+            config,
+            state: StateStore::default(),
+            log_budget: Mutex::new(TokenBucket::new(rate)),
+            limits,
+        }
+    }
+}
+
+/// One log line a guest emitted during a call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogRecord {
+    /// `trace`, `debug`, `info`, `warn`, `error` or `critical`.
+    pub level: &'static str,
+    /// The guest's context string.
+    pub context: String,
+    /// The message, cut to the line limit.
+    pub message: String,
+}
+
+/// The state of one store: one instance, one call.
+pub(crate) struct HostCtx {
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub table: ResourceTable,
+    pub limiter: Limiter,
+    pub shared: Arc<Shared>,
+    pub logs: Vec<LogRecord>,
+    pub logs_dropped: u64,
+    /// When instantiation finished, for the call's timings.
+    pub instantiated: Option<Instant>,
+    hooks: DenyOutgoingHttp,
+}
+
+impl HostCtx {
+    pub(crate) fn new(wasi: WasiCtx, shared: Arc<Shared>) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(shared.limits.resources);
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table,
+            limiter: Limiter::new(&shared.limits),
+            shared,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            instantiated: None,
+            hooks: DenyOutgoingHttp,
+        }
+    }
+}
+
+impl WasiView for HostCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostCtx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Outgoing HTTP is a capability nobody holds yet: every request is refused
+/// with the typed `HTTP-request-denied` error, never sent.
+struct DenyOutgoingHttp;
+
+impl wasmtime_wasi_http::WasiHttpHooks for DenyOutgoingHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Enforces the memory and table limits, and remembers a refusal so the
+/// error can say `memory limit exceeded (requested, limit)` instead of the
+/// bare trap the guest turns it into.
+pub(crate) struct Limiter {
+    memory: u64,
+    table_elements: usize,
+    pub memory_refused: Option<(u64, u64)>,
+    pub table_refused: Option<u64>,
+}
+
+impl Limiter {
+    fn new(limits: &Limits) -> Self {
+        Self {
+            memory: limits.memory,
+            table_elements: limits.table_elements as usize,
+            memory_refused: None,
+            table_refused: None,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory {
+            self.memory_refused = Some((desired as u64, self.memory));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.table_refused = Some(self.table_elements as u64);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `rate` banked.
+pub(crate) struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        Self { rate: f64::from(rate), tokens: f64::from(rate), last: Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+impl crate::bindings::wasi::logging::logging::Host for HostCtx {
+    fn log(&mut self, level: Level, context: String, message: String) -> wasmtime::Result<()> {
+        let allowed = self.shared.log_budget.lock().map(|mut b| b.take()).unwrap_or(false);
+        if !allowed {
+            self.logs_dropped += 1;
+            return Ok(());
+        }
+        let max = self.shared.limits.log_line_bytes;
+        let (context, message) = (cut(context, max), cut(message, max));
+        let component = self.shared.name.as_str();
+        let level = match level {
+            Level::Trace => {
+                tracing::trace!(target: "guest", component, context, "{message}");
+                "trace"
+            }
+            Level::Debug => {
+                tracing::debug!(target: "guest", component, context, "{message}");
+                "debug"
+            }
+            Level::Info => {
+                tracing::info!(target: "guest", component, context, "{message}");
+                "info"
+            }
+            Level::Warn => {
+                tracing::warn!(target: "guest", component, context, "{message}");
+                "warn"
+            }
+            Level::Error => {
+                tracing::error!(target: "guest", component, context, "{message}");
+                "error"
+            }
+            Level::Critical => {
+                tracing::error!(target: "guest", component, context, critical = true, "{message}");
+                "critical"
+            }
+        };
+        self.logs.push(LogRecord { level, context, message });
+        Ok(())
+    }
+}
+
+impl crate::bindings::wasi::config::store::Host for HostCtx {
+    fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, crate::bindings::wasi::config::store::Error>> {
+        let config = &self.shared.config;
+        Ok(Ok(config
+            .binary_search_by(|(k, _)| k.as_str().cmp(&key))
+            .ok()
+            .map(|i| config[i].1.clone())))
+    }
+
+    fn get_all(
+        &mut self,
+    ) -> wasmtime::Result<Result<Vec<(String, String)>, crate::bindings::wasi::config::store::Error>> {
+        Ok(Ok(self.shared.config.clone()))
+    }
+}
+
+/// A component's key-value store: buckets by name, keys in order. In memory
+/// for the life of the prepared component (a persistent store arrives with
+/// the deployment registry).
+#[derive(Default)]
+pub(crate) struct StateStore {
+    inner: Mutex<StateInner>,
+}
+
+#[derive(Default)]
+struct StateInner {
+    buckets: HashMap<String, BTreeMap<String, Vec<u8>>>,
+    bytes: usize,
+}
+
+/// An open bucket, as the guest holds it.
+pub struct Bucket {
+    name: String,
+}
+
+const LIST_PAGE: usize = 1000;
+const MAX_BUCKETS: usize = 64;
+
+impl StateStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StateInner> {
+        // Every mutation below is completed before the guard drops; a panic
+        // in between cannot happen, so a poisoned lock holds a sound map.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes of keys and values held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+impl HostCtx {
+    fn bucket_name(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
+        Ok(self.table.get(bucket)?.name.clone())
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), KvError> {
+        let max = self.shared.limits.state_key_bytes;
+        if key.len() > max {
+            return Err(KvError::Other(format!("key of {} bytes exceeds the limit of {max} bytes", key.len())));
+        }
+        Ok(())
+    }
+
+    fn put(&self, bucket: &str, key: String, value: Vec<u8>) -> Result<(), KvError> {
+        self.check_key(&key)?;
+        let limits = &self.shared.limits;
+        if value.len() > limits.state_value_bytes {
+            return Err(KvError::Other(format!(
+                "value of {} bytes exceeds the limit of {} bytes",
+                value.len(),
+                limits.state_value_bytes
+            )));
+        }
+        let mut inner = self.shared.state.lock();
+        let old = inner.buckets.get(bucket).and_then(|b| b.get(&key)).map_or(0, |v| key.len() + v.len());
+        let new_total = inner.bytes - old + key.len() + value.len();
+        if new_total > limits.state_total_bytes {
+            return Err(KvError::Other(format!(
+                "state quota of {} bytes exceeded (would hold {new_total} bytes)",
+                limits.state_total_bytes
+            )));
+        }
+        inner.bytes = new_total;
+        inner.buckets.entry(bucket.to_string()).or_default().insert(key, value);
+        Ok(())
+    }
+}
+
+impl crate::bindings::wasi::keyvalue::store::Host for HostCtx {
+    fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, KvError>> {
+        {
+            let inner = self.shared.state.lock();
+            if !inner.buckets.contains_key(&identifier) && inner.buckets.len() >= MAX_BUCKETS {
+                return Ok(Err(KvError::Other(format!("at most {MAX_BUCKETS} buckets per component"))));
+            }
+        }
+        if identifier.len() > self.shared.limits.state_key_bytes {
+            return Ok(Err(KvError::NoSuchStore));
+        }
+        Ok(Ok(self.table.push(Bucket { name: identifier })?))
+    }
+}
+
+impl crate::bindings::wasi::keyvalue::store::HostBucket for HostCtx {
+    fn get(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
+        let name = self.bucket_name(&bucket)?;
+        let inner = self.shared.state.lock();
+        Ok(Ok(inner.buckets.get(&name).and_then(|b| b.get(&key)).cloned()))
+    }
+
+    fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), KvError>> {
+        let name = self.bucket_name(&bucket)?;
+        Ok(self.put(&name, key, value))
+    }
+
+    fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<(), KvError>> {
+        let name = self.bucket_name(&bucket)?;
+        let mut inner = self.shared.state.lock();
+        if let Some(v) = inner.buckets.get_mut(&name).and_then(|b| b.remove(&key)) {
+            inner.bytes -= key.len() + v.len();
+        }
+        Ok(Ok(()))
+    }
+
+    fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<bool, KvError>> {
+        let name = self.bucket_name(&bucket)?;
+        let inner = self.shared.state.lock();
+        Ok(Ok(inner.buckets.get(&name).is_some_and(|b| b.contains_key(&key))))
+    }
+
+    fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<Result<KeyResponse, KvError>> {
+        let name = self.bucket_name(&bucket)?;
+        let inner = self.shared.state.lock();
+        let start = cursor.unwrap_or(0) as usize;
+        let keys: Vec<String> = inner
+            .buckets
+            .get(&name)
+            .map(|b| b.keys().skip(start).take(LIST_PAGE).cloned().collect())
+            .unwrap_or_default();
+        let total = inner.buckets.get(&name).map_or(0, |b| b.len());
+        let next = start + keys.len();
+        Ok(Ok(KeyResponse { keys, cursor: (next < total).then_some(next as u64) }))
+    }
+
+    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl crate::bindings::wasi::keyvalue::atomics::Host for HostCtx {
+    fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> wasmtime::Result<Result<u64, KvError>> {
+        let name = self.bucket_name(&bucket)?;
+        if let Err(e) = self.check_key(&key) {
+            return Ok(Err(e));
+        }
+        // Read, add and write under one lock, so concurrent calls of the same
+        // component never lose an increment.
+        let mut inner = self.shared.state.lock();
+        let current = match inner.buckets.get(&name).and_then(|b| b.get(&key)) {
+            None => 0,
+            Some(v) => match std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok()) {
+                Some(n) => n,
+                None => return Ok(Err(KvError::Other(format!("value of `{key}` is not a decimal number")))),
+            },
+        };
+        let Some(next) = current.checked_add(delta) else {
+            return Ok(Err(KvError::Other(format!("incrementing `{key}` overflows u64"))));
+        };
+        let value = next.to_string().into_bytes();
+        let old = inner.buckets.get(&name).and_then(|b| b.get(&key)).map_or(0, |v| key.len() + v.len());
+        let new_total = inner.bytes - old + key.len() + value.len();
+        if new_total > self.shared.limits.state_total_bytes {
+            return Ok(Err(KvError::Other("state quota exceeded".into())));
+        }
+        inner.bytes = new_total;
+        inner.buckets.entry(name).or_default().insert(key, value);
+        Ok(Ok(next))
+    }
+}
+
+impl crate::bindings::wasi::keyvalue::batch::Host for HostCtx {
+    fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, KvError>> {
+        let name = self.bucket_name(&bucket)?;
+        let inner = self.shared.state.lock();
+        let b = inner.buckets.get(&name);
+        Ok(Ok(keys
+            .into_iter()
+            .map(|k| b.and_then(|b| b.get(&k)).cloned().map(|v| (k, v)))
+            .collect()))
+    }
+
+    fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), KvError>> {
+        let name = self.bucket_name(&bucket)?;
+        for (k, v) in key_values {
+            if let Err(e) = self.put(&name, k, v) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> wasmtime::Result<Result<(), KvError>> {
+        let name = self.bucket_name(&bucket)?;
+        let mut inner = self.shared.state.lock();
+        for key in keys {
+            if let Some(v) = inner.buckets.get_mut(&name).and_then(|b| b.remove(&key)) {
+                inner.bytes -= key.len() + v.len();
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+const NO_REGISTRY: &str = "messaging needs a host with a component registry (`airssys-wasm serve`); this host runs one component";
+
+impl crate::bindings::airssys::component::messaging::Host for HostCtx {
+    fn send(&mut self, _target: String, _msg: Message) -> wasmtime::Result<Result<(), ComponentError>> {
+        Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
+    }
+
+    fn request(
+        &mut self,
+        _target: String,
+        _msg: Message,
+        _timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Message, ComponentError>> {
+        Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
+    }
+
+    fn publish(&mut self, _topic: String, _msg: Message) -> wasmtime::Result<Result<(), ComponentError>> {
+        Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
+    }
+}
+
+impl crate::bindings::airssys::component::types::Host for HostCtx {}

@@ -1,0 +1,96 @@
+//! The airssys-wasm host runtime.
+//!
+//! Loads WebAssembly components, compiles each once per content hash (with a
+//! verified on-disk cache), and calls them in fresh, pooled instances under
+//! enforced limits: memory, fuel, a wall-clock timeout that covers time
+//! blocked in the host, concurrent instances, table elements, host
+//! resources, log volume, captured output and state size.
+//!
+//! Key types: [`Runtime`] (one per process), [`ComponentPre`] (a component
+//! ready to be called), [`Limits`], [`Error`].
+//!
+//! Components of three worlds are hosted: our contract
+//! (`airssys:component`, called through [`ComponentPre::execute`]),
+//! `wasi:cli/command` ([`ComponentPre::run`]) and `wasi:http/proxy`
+//! ([`ComponentPre::handle_http`]); any exported function of any component
+//! can be called by name with JSON arguments ([`ComponentPre::call_json`]).
+//!
+//! ```no_run
+//! use airssys_wasm_runtime::{Message, PrepareOptions, Runtime, RuntimeConfig};
+//!
+//! # async fn demo() -> Result<(), airssys_wasm_runtime::Error> {
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let bytes = std::fs::read("echo.wasm").map_err(|e| airssys_wasm_runtime::Error::Io {
+//!     path: "echo.wasm".into(),
+//!     source: e,
+//! })?;
+//! let echo = runtime.load("echo.wasm", &bytes, PrepareOptions::default()).await?;
+//! let out = echo
+//!     .execute(Message { payload: b"hi".to_vec(), content_type: None, headers: vec![] })
+//!     .await?;
+//! assert_eq!(out.value.payload, b"hi");
+//! # Ok(())
+//! # }
+//! ```
+
+mod cache;
+mod component;
+mod config;
+mod dynamic;
+mod error;
+mod host;
+mod output;
+mod prepared;
+mod runtime;
+
+/// Host bindings generated from the contract in `wit/`.
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "airssys:component/component",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::host::Bucket,
+        },
+    });
+}
+
+pub use bindings::airssys::component::types::{
+    Capability, ComponentError, ComponentMetadata, CustomCapability, HealthStatus, Message,
+};
+pub use cache::{Digest, Source, Stats};
+pub use component::{
+    CAPABILITIES_SECTION, ComponentInfo, Compiled, EmbeddedMetadata, METADATA_SECTION, WorldKind, wit_text,
+};
+pub use config::{Limits, RuntimeConfig};
+pub use error::{Error, Result, describe_component_error};
+pub use host::LogRecord;
+pub use prepared::{CallOutput, ComponentPre, PrepareOptions, Timings};
+pub use runtime::Runtime;
+
+/// The string form of a capability, as written in manifests and on the
+/// command line: `file-read:/data`, `network-inbound:8080`,
+/// `system-call:env:HOME`, `custom:NAME:JSON`.
+pub fn capability_string(c: &Capability) -> String {
+    match c {
+        Capability::FileRead(p) => format!("file-read:{p}"),
+        Capability::FileWrite(p) => format!("file-write:{p}"),
+        Capability::NetworkOutbound(h) => format!("network-outbound:{h}"),
+        Capability::NetworkInbound(p) => format!("network-inbound:{p}"),
+        Capability::SystemCall(n) => format!("system-call:{n}"),
+        Capability::Custom(c) => format!("custom:{}:{}", c.name, c.json),
+    }
+}
+
+impl Message {
+    /// A message with `payload` and nothing else.
+    pub fn new(payload: impl Into<Vec<u8>>) -> Self {
+        Self { payload: payload.into(), content_type: None, headers: Vec::new() }
+    }
+
+    /// The first header named `name` (compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,690 @@
+//! [`ComponentPre`]: a compiled component linked and pre-instantiated for
+//! hosting, and every way to call it. Each call gets a fresh [`Store`] from
+//! the template, with its limits, an epoch deadline and bounded output
+//! capture; nothing a call does outlives it except `state`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use wasmtime::component::{ComponentExportIndex, InstancePre, Val};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::bindings::airssys::component::types::{ComponentError, ComponentMetadata, HealthStatus, Message};
+use crate::component::{Compiled, ComponentInfo, WorldKind};
+use crate::error::{Error, Observed, Result, classify};
+use crate::host::{HostCtx, LogRecord, Shared};
+use crate::output::OutputCapture;
+use crate::runtime::Runtime;
+use crate::{Limits, capability_string, dynamic};
+
+/// How much of stderr goes with an error (a panic message and its context).
+const STDERR_TAIL: usize = 4 << 10;
+
+/// How to prepare a component.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PrepareOptions {
+    /// Limits for every call (default: [`Limits::default`]).
+    pub limits: Option<Limits>,
+    /// Configuration served through `wasi:config/store` and passed to
+    /// `init`.
+    pub config: Vec<(String, String)>,
+}
+
+impl PrepareOptions {
+    /// Set the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Set the configuration pairs.
+    pub fn config(mut self, config: Vec<(String, String)>) -> Self {
+        self.config = config;
+        self
+    }
+}
+
+/// The result of a call, with what the guest wrote on the side.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct CallOutput<T> {
+    /// What the function returned.
+    pub value: T,
+    /// The tail of what the guest wrote to stdout (at most
+    /// [`Limits::output_bytes`]).
+    #[serde(serialize_with = "lossy")]
+    pub stdout: Vec<u8>,
+    /// The tail of what the guest wrote to stderr.
+    #[serde(serialize_with = "lossy")]
+    pub stderr: Vec<u8>,
+    /// Log lines, in order.
+    pub logs: Vec<LogRecord>,
+    /// Log lines dropped by the rate limit.
+    pub logs_dropped: u64,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(b))
+}
+
+/// Where the time of one call went.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[non_exhaustive]
+pub struct Timings {
+    /// Making the store and the instance, in microseconds.
+    pub instantiate_us: u64,
+    /// Running the function, in microseconds.
+    pub call_us: u64,
+}
+
+/// What a component exports, resolved once at preparation.
+enum Kind {
+    Airssys { execute: ComponentExportIndex, lifecycle: Option<Lifecycle> },
+    HttpProxy(ProxyPre<HostCtx>),
+    Command(CommandPre<HostCtx>),
+    Library,
+}
+
+struct Lifecycle {
+    init: ComponentExportIndex,
+    health: ComponentExportIndex,
+    metadata: ComponentExportIndex,
+}
+
+/// A component ready to be called: compiled, linked, pre-instantiated.
+/// Cheap to clone; calls may run concurrently up to
+/// [`Limits::max_concurrent`].
+#[derive(Clone)]
+pub struct ComponentPre {
+    inner: Arc<PreInner>,
+}
+
+struct PreInner {
+    runtime: Runtime,
+    compiled: Compiled,
+    pre: InstancePre<HostCtx>,
+    kind: Kind,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+}
+
+/// Where a store's stdio goes.
+enum Stdio {
+    /// Captured, bounded (handler and dynamic calls).
+    Capture,
+    /// The process's own stdio, with arguments (`run`, like `wasmtime run`).
+    Inherit { args: Vec<String> },
+}
+
+impl ComponentPre {
+    pub(crate) async fn new(runtime: Runtime, compiled: Compiled, options: PrepareOptions) -> Result<Self> {
+        let info = compiled.info.clone();
+        let name = display_name(&info);
+        let limits = options.limits.unwrap_or_else(|| runtime.default_limits());
+        check_limits(&runtime, &name, &limits)?;
+        let component = &compiled.component;
+        let pre = runtime.linker().instantiate_pre(component).map_err(|e| link_error(&name, e))?;
+        let missing = |wanted: &str| Error::MissingExport {
+            component: name.clone(),
+            wanted: wanted.to_string(),
+            available: info.exports.clone(),
+        };
+        let kind = match info.kind {
+            WorldKind::Airssys => {
+                let handler = crate::component::handler_export(&info.exports).unwrap_or_default();
+                let index = |iface: &str, f: &str| -> Result<ComponentExportIndex> {
+                    let inst = component.get_export_index(None, iface).ok_or_else(|| missing(iface))?;
+                    component.get_export_index(Some(&inst), f).ok_or_else(|| missing(&format!("{iface}#{f}")))
+                };
+                let execute = index(handler, "execute")?;
+                let lifecycle = match crate::component::lifecycle_export(&info.exports) {
+                    None => None,
+                    Some(l) => Some(Lifecycle {
+                        init: index(l, "init")?,
+                        health: index(l, "health")?,
+                        metadata: index(l, "metadata")?,
+                    }),
+                };
+                Kind::Airssys { execute, lifecycle }
+            }
+            WorldKind::HttpProxy => Kind::HttpProxy(
+                ProxyPre::new(pre.clone()).map_err(|e| link_error(&name, e))?,
+            ),
+            WorldKind::Command => Kind::Command(CommandPre::new(pre.clone()).map_err(|e| link_error(&name, e))?),
+            WorldKind::Library => Kind::Library,
+        };
+        let permits = Arc::new(Semaphore::new(limits.max_concurrent as usize));
+        let shared = Arc::new(Shared::new(name, limits, options.config));
+        let this = Self { inner: Arc::new(PreInner { runtime, compiled, pre, kind, shared, permits }) };
+        this.probe().await?;
+        Ok(this)
+    }
+
+    /// What the component's bytes say about it.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.inner.compiled.info
+    }
+
+    /// The name used in errors and logs.
+    pub fn name(&self) -> &str {
+        &self.inner.shared.name
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.shared.limits
+    }
+
+    /// Bytes held in this component's `state`.
+    pub fn state_bytes(&self) -> usize {
+        self.inner.shared.state.bytes()
+    }
+
+    /// Every exported function, as `name` or `interface#name`.
+    pub fn functions(&self) -> Vec<String> {
+        crate::component::exported_functions(self.inner.runtime.engine(), &self.inner.compiled.component)
+    }
+
+    /// Run `metadata` and `init` once in a probe instance.
+    async fn probe(&self) -> Result<()> {
+        let Kind::Airssys { lifecycle: Some(l), .. } = &self.inner.kind else { return Ok(()) };
+        let (metadata_idx, init_idx) = (l.metadata, l.init);
+        let config = self.inner.shared.config.clone();
+        let (metadata, init) = self
+            .with_instance(async move |store, instance| {
+                let f = instance.get_typed_func::<(), (ComponentMetadata,)>(&mut *store, &metadata_idx)?;
+                let (metadata,) = f.call_async(&mut *store, ()).await?;
+                let f = instance.get_typed_func::<(Vec<(String, String)>,), (Result<(), ComponentError>,)>(
+                    &mut *store,
+                    &init_idx,
+                )?;
+                let (init,) = f.call_async(&mut *store, (config,)).await?;
+                Ok((metadata, init))
+            })
+            .await?
+            .value;
+        if let Err(error) = init {
+            return Err(Error::InitFailed { component: self.name().to_string(), error });
+        }
+        self.check_metadata(&metadata)
+    }
+
+    fn check_metadata(&self, runtime: &ComponentMetadata) -> Result<()> {
+        let info = self.info();
+        let mismatch = |field, binary: &str, runtime: &str| Error::MetadataMismatch {
+            component: self.name().to_string(),
+            field,
+            binary: binary.to_string(),
+            runtime: runtime.to_string(),
+        };
+        if let Some(embedded) = &info.metadata {
+            if embedded.name != runtime.name {
+                return Err(mismatch("name", &embedded.name, &runtime.name));
+            }
+            if embedded.version != runtime.version {
+                return Err(mismatch("version", &embedded.version, &runtime.version));
+            }
+            if embedded.description != runtime.description {
+                return Err(mismatch("description", &embedded.description, &runtime.description));
+            }
+        }
+        let said: Vec<String> = runtime.required_capabilities.iter().map(capability_string).collect();
+        if (info.metadata.is_some() || !info.capabilities.is_empty()) && said != info.capabilities {
+            return Err(mismatch("required capabilities", &info.capabilities.join(", "), &said.join(", ")));
+        }
+        Ok(())
+    }
+
+    /// Call `handler.execute` with `input` in a fresh instance.
+    pub async fn execute(&self, input: Message) -> Result<CallOutput<Message>> {
+        let Kind::Airssys { execute, .. } = &self.inner.kind else {
+            return Err(self.not_a_handler());
+        };
+        let idx = *execute;
+        let out = self
+            .with_instance(async move |store, instance| {
+                let f = instance
+                    .get_typed_func::<(Message,), (Result<Message, ComponentError>,)>(&mut *store, &idx)?;
+                let (r,) = f.call_async(&mut *store, (input,)).await?;
+                Ok(r)
+            })
+            .await?;
+        match out.value {
+            Ok(value) => Ok(CallOutput {
+                value,
+                stdout: out.stdout,
+                stderr: out.stderr,
+                logs: out.logs,
+                logs_dropped: out.logs_dropped,
+                timings: out.timings,
+            }),
+            Err(error) => Err(Error::Guest { component: self.name().to_string(), error }),
+        }
+    }
+
+    /// Call `lifecycle.health` in a fresh instance.
+    pub async fn health(&self) -> Result<HealthStatus> {
+        let Kind::Airssys { lifecycle: Some(l), .. } = &self.inner.kind else {
+            return Err(self.not_a_handler());
+        };
+        let idx = l.health;
+        Ok(self
+            .with_instance(async move |store, instance| {
+                let f = instance.get_typed_func::<(), (HealthStatus,)>(&mut *store, &idx)?;
+                Ok(f.call_async(&mut *store, ()).await?.0)
+            })
+            .await?
+            .value)
+    }
+
+    /// Call `lifecycle.metadata` in a fresh instance.
+    pub async fn metadata(&self) -> Result<ComponentMetadata> {
+        let Kind::Airssys { lifecycle: Some(l), .. } = &self.inner.kind else {
+            return Err(self.not_a_handler());
+        };
+        let idx = l.metadata;
+        Ok(self
+            .with_instance(async move |store, instance| {
+                let f = instance.get_typed_func::<(), (ComponentMetadata,)>(&mut *store, &idx)?;
+                Ok(f.call_async(&mut *store, ()).await?.0)
+            })
+            .await?
+            .value)
+    }
+
+    /// Call any exported function by name (`interface#function`, or a short
+    /// form when unambiguous) with JSON arguments: an array (positional) or an
+    /// object keyed by parameter name. Returns the result as JSON (`null`
+    /// for a function without results). See `docs/json-mapping.md`.
+    pub async fn call_json(&self, function: &str, args: &serde_json::Value) -> Result<CallOutput<serde_json::Value>> {
+        let (full, index, params, results) = self.resolve_function(function)?;
+        let vals = dynamic::json_args(&full, &params, args)
+            .map_err(|reason| Error::InvalidArguments { function: full.clone(), reason })?;
+        let out = self.call_vals(index, vals, results.len()).await?;
+        let value = match out.value.as_slice() {
+            [] => serde_json::Value::Null,
+            [one] => dynamic::val_to_json(one),
+            many => serde_json::Value::Array(many.iter().map(dynamic::val_to_json).collect()),
+        };
+        Ok(out.map(|_| value))
+    }
+
+    /// Call an exported function given as WAVE text, `name(arg, ...)`, the
+    /// form `wasmtime run --invoke` takes. Returns the results as WAVE text.
+    pub async fn call_wave(&self, call: &str) -> Result<CallOutput<String>> {
+        use wasmtime::component::wasm_wave::untyped::UntypedFuncCall;
+        let parsed = UntypedFuncCall::parse(call).map_err(|e| Error::InvalidArguments {
+            function: call.to_string(),
+            reason: format!("not a WAVE function call (expected `name(arg, ...)`): {e}"),
+        })?;
+        let (full, index, params, results) = self.resolve_function(parsed.name())?;
+        let types: Vec<_> = params.iter().map(|(_, t)| t.clone()).collect();
+        let vals: Vec<Val> = parsed
+            .to_wasm_params(&types)
+            .map_err(|e| Error::InvalidArguments { function: full.clone(), reason: e.to_string() })?;
+        let out = self.call_vals(index, vals, results.len()).await?;
+        let mut text = Vec::new();
+        for v in &out.value {
+            text.push(
+                v.to_wave()
+                    .map_err(|e| Error::Unsupported { component: self.name().to_string(), reason: format!("{e:#}") })?,
+            );
+        }
+        Ok(out.map(|_| text.join(", ")))
+    }
+
+    async fn call_vals(&self, index: ComponentExportIndex, params: Vec<Val>, n: usize) -> Result<CallOutput<Vec<Val>>> {
+        self.with_instance(async move |store, instance| {
+            let func = instance
+                .get_func(&mut *store, index)
+                .ok_or_else(|| wasmtime::format_err!("export is not a function"))?;
+            let mut results = vec![Val::Bool(false); n];
+            func.call_async(&mut *store, &params, &mut results).await?;
+            Ok(results)
+        })
+        .await
+    }
+
+    /// Find a function and its types; refuse resources up front.
+    fn resolve_function(
+        &self,
+        wanted: &str,
+    ) -> Result<(String, ComponentExportIndex, Vec<(String, wasmtime::component::types::Type)>, Vec<wasmtime::component::types::Type>)>
+    {
+        let engine = self.inner.runtime.engine();
+        let component = &self.inner.compiled.component;
+        let all = self.functions();
+        let full = dynamic::match_function(&all, wanted).map_err(|candidates| {
+            if candidates.is_empty() {
+                Error::MissingExport {
+                    component: self.name().to_string(),
+                    wanted: format!("a function `{wanted}`"),
+                    available: all.clone(),
+                }
+            } else {
+                Error::AmbiguousFunction { component: self.name().to_string(), name: wanted.to_string(), candidates }
+            }
+        })?;
+        let (iface, f) = match full.split_once('#') {
+            Some((i, f)) => (Some(i), f),
+            None => (None, full.as_str()),
+        };
+        let parent = iface.and_then(|i| component.get_export_index(None, i));
+        let (item, index) = component
+            .get_export(parent.as_ref(), f)
+            .ok_or_else(|| Error::MissingExport {
+                component: self.name().to_string(),
+                wanted: full.clone(),
+                available: all.clone(),
+            })?;
+        let wasmtime::component::types::ComponentItem::ComponentFunc(ty) = item else {
+            return Err(Error::MissingExport { component: self.name().to_string(), wanted: full, available: all });
+        };
+        let params: Vec<_> = ty.params().map(|(n, t)| (n.to_string(), t)).collect();
+        let results: Vec<_> = ty.results().collect();
+        for t in params.iter().map(|(_, t)| t).chain(results.iter()) {
+            if let Some(resource) = dynamic::find_resource(t) {
+                return Err(Error::Unsupported {
+                    component: self.name().to_string(),
+                    reason: format!(
+                        "`{full}` takes or returns a resource ({resource}); resources cannot be passed as JSON or WAVE, \
+                         call a function that works on plain values"
+                    ),
+                });
+            }
+        }
+        let _ = engine;
+        Ok((full, index, params, results))
+    }
+
+    /// Run a `wasi:cli/command` component like `wasmtime run`: `args` become
+    /// its arguments (the first is the program name), stdio is the
+    /// process's. Returns the exit status.
+    pub async fn run(&self, args: Vec<String>) -> Result<i32> {
+        let Kind::Command(command) = &self.inner.kind else {
+            return Err(Error::Unsupported {
+                component: self.name().to_string(),
+                reason: format!(
+                    "it is a {} component, not a wasi:cli/command; use `call` for handlers and functions",
+                    self.info().kind
+                ),
+            });
+        };
+        let command = command.clone();
+        let out = self
+            .with_store(Stdio::Inherit { args }, async move |store| {
+                let cmd = command.instantiate_async(&mut *store).await?;
+                Ok(cmd.wasi_cli_run().call_run(&mut *store).await?)
+            })
+            .await;
+        match out {
+            Ok(o) => Ok(if o.value.is_ok() { 0 } else { 1 }),
+            Err(Error::Exit { code, .. }) => Ok(code),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Handle one HTTP request with a `wasi:http/proxy` component in a fresh
+    /// store, as `wasmtime serve` does.
+    pub async fn handle_http<B>(
+        &self,
+        request: hyper::Request<B>,
+    ) -> Result<hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        use wasmtime_wasi_http::WasiHttpView;
+        use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+        let Kind::HttpProxy(proxy) = &self.inner.kind else {
+            return Err(Error::Unsupported {
+                component: self.name().to_string(),
+                reason: format!("it is a {} component, not a wasi:http/proxy", self.info().kind),
+            });
+        };
+        let permit = self.permit()?;
+        let name = self.name().to_string();
+        let host_err = |context: &str, e: wasmtime::Error| Error::Host {
+            component: name.clone(),
+            context: context.to_string(),
+            source: e.into(),
+        };
+        let (mut store, _, stderr) = self.new_store(Stdio::Capture);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store.data_mut().http().new_incoming_request(Scheme::Http, request).map_err(|e| host_err("bad request", e))?;
+        let out = store.data_mut().http().new_response_outparam(sender).map_err(|e| host_err("bad request", e))?;
+        let proxy = proxy.clone();
+        let limits = self.limits().clone();
+        let component = name.clone();
+        // The guest may keep running after it has sent the response head
+        // (streaming the body), so it runs in its own task, holding the
+        // permit until it ends.
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let run = async {
+                let p = proxy.instantiate_async(&mut store).await?;
+                p.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            };
+            let r = match limits.timeout_at() {
+                Some(_) => tokio::time::timeout(limits.timeout, run).await,
+                None => Ok(run.await),
+            };
+            match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(classify(&component, e, observed(&store, &stderr), &limits, limits.resources)),
+                Err(_) => Err(Error::Timeout { component, timeout: limits.timeout }),
+            }
+        });
+        match receiver.await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(code)) => Err(Error::Host {
+                component: name.clone(),
+                context: "the component answered with an HTTP error".into(),
+                source: anyhow::anyhow!("{code:?}"),
+            }),
+            Err(_) => match task.await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) => Err(Error::Host {
+                    component: name.clone(),
+                    context: "the component returned without sending a response".into(),
+                    source: anyhow::anyhow!("response-outparam::set was never called"),
+                }),
+                Err(join) => Err(Error::Host {
+                    component: name.clone(),
+                    context: "the request task failed".into(),
+                    source: join.into(),
+                }),
+            },
+        }
+    }
+
+    fn not_a_handler(&self) -> Error {
+        Error::Unsupported {
+            component: self.name().to_string(),
+            reason: format!(
+                "it is a {} component, not an airssys:component handler; {}",
+                self.info().kind,
+                match self.info().kind {
+                    WorldKind::Command => "use `run`",
+                    WorldKind::HttpProxy => "send it HTTP requests",
+                    _ => "call one of its functions by name",
+                }
+            ),
+        }
+    }
+
+    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.permits.clone().try_acquire_owned().map_err(|_| Error::Overloaded {
+            component: self.name().to_string(),
+            reason: format!("{} calls already running (max_concurrent)", self.limits().max_concurrent),
+        })
+    }
+
+    /// A fresh store with this component's limits and a deadline.
+    fn new_store(&self, stdio: Stdio) -> (Store<HostCtx>, Option<OutputCapture>, Option<OutputCapture>) {
+        let shared = &self.inner.shared;
+        let limits = &shared.limits;
+        let mut wasi = WasiCtxBuilder::new();
+        let (stdout, stderr) = match stdio {
+            Stdio::Capture => {
+                let (o, e) = (OutputCapture::new(limits.output_bytes), OutputCapture::new(limits.output_bytes));
+                wasi.stdout(o.clone()).stderr(e.clone());
+                (Some(o), Some(e))
+            }
+            Stdio::Inherit { args } => {
+                wasi.inherit_stdio().args(&args);
+                (None, None)
+            }
+        };
+        let ctx = HostCtx::new(wasi.build(), shared.clone());
+        let mut store = Store::new(self.inner.runtime.engine(), ctx);
+        store.limiter(|c| &mut c.limiter);
+        if let Some(fuel) = limits.fuel {
+            // Checked at preparation: fuel is on in this engine.
+            let _ = store.set_fuel(fuel);
+        }
+        store.set_epoch_deadline(1);
+        match limits.timeout_at() {
+            Some(deadline) => store.epoch_deadline_callback(move |_| {
+                if Instant::now() >= deadline {
+                    Ok(UpdateDeadline::Interrupt)
+                } else {
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            }),
+            None => store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1))),
+        }
+        (store, stdout, stderr)
+    }
+
+    /// Instantiate in a fresh store (capturing stdio) and run `f` on the
+    /// instance.
+    async fn with_instance<T, F>(&self, f: F) -> Result<CallOutput<T>>
+    where
+        F: AsyncFnOnce(&mut Store<HostCtx>, &wasmtime::component::Instance) -> wasmtime::Result<T>,
+    {
+        let pre = &self.inner.pre;
+        self.with_store(Stdio::Capture, async move |store| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            store.data_mut().instantiated = Some(Instant::now());
+            f(store, &instance).await
+        })
+        .await
+    }
+
+    /// Run `f` on a fresh store, under the timeout and the concurrency cap,
+    /// classifying every failure.
+    async fn with_store<T, F>(&self, stdio: Stdio, f: F) -> Result<CallOutput<T>>
+    where
+        F: AsyncFnOnce(&mut Store<HostCtx>) -> wasmtime::Result<T>,
+    {
+        let _permit = self.permit()?;
+        let limits = &self.inner.shared.limits;
+        let start = Instant::now();
+        let (mut store, stdout, stderr) = self.new_store(stdio);
+        let result = {
+            let run = f(&mut store);
+            match limits.timeout_at() {
+                Some(_) => tokio::time::timeout(limits.timeout, run).await.map_err(|_| ()),
+                None => Ok(run.await),
+            }
+        };
+        let value = match result {
+            Err(()) => {
+                return Err(Error::Timeout { component: self.name().to_string(), timeout: limits.timeout });
+            }
+            Ok(Err(e)) => {
+                return Err(classify(self.name(), e, observed(&store, &stderr), limits, limits.resources));
+            }
+            Ok(Ok(v)) => v,
+        };
+        let end = Instant::now();
+        let (stdout, _) = stdout.map(|c| c.take()).unwrap_or_default();
+        let (stderr, _) = stderr.map(|c| c.take()).unwrap_or_default();
+        let ctx = store.data_mut();
+        let instantiated = ctx.instantiated.unwrap_or(start);
+        Ok(CallOutput {
+            value,
+            stdout,
+            stderr,
+            logs: std::mem::take(&mut ctx.logs),
+            logs_dropped: ctx.logs_dropped,
+            timings: Timings {
+                instantiate_us: instantiated.duration_since(start).as_micros() as u64,
+                call_us: end.duration_since(instantiated).as_micros() as u64,
+            },
+        })
+    }
+}
+
+impl<T> CallOutput<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> CallOutput<U> {
+        CallOutput {
+            value: f(self.value),
+            stdout: self.stdout,
+            stderr: self.stderr,
+            logs: self.logs,
+            logs_dropped: self.logs_dropped,
+            timings: self.timings,
+        }
+    }
+}
+
+fn observed(store: &Store<HostCtx>, stderr: &Option<OutputCapture>) -> Observed {
+    let ctx = store.data();
+    Observed {
+        memory_refused: ctx.limiter.memory_refused,
+        table_refused: ctx.limiter.table_refused,
+        stderr: stderr.as_ref().map(|c| c.last_text(STDERR_TAIL)).unwrap_or_default(),
+    }
+}
+
+fn display_name(info: &ComponentInfo) -> String {
+    match &info.metadata {
+        Some(m) => format!("component `{}` {} ({})", m.name, m.version, info.name),
+        None => format!("component {}", info.name),
+    }
+}
+
+fn check_limits(runtime: &Runtime, name: &str, limits: &Limits) -> Result<()> {
+    if limits.fuel.is_some() && !runtime.config().fuel {
+        return Err(Error::FuelNotEnabled { component: name.to_string() });
+    }
+    if limits.memory > runtime.config().max_memory {
+        return Err(Error::Config {
+            reason: format!(
+                "the memory limit of {name} ({} bytes) exceeds the runtime's max_memory ({} bytes)",
+                limits.memory,
+                runtime.config().max_memory
+            ),
+        });
+    }
+    if limits.max_concurrent == 0 {
+        return Err(Error::Config { reason: format!("max_concurrent of {name} must be at least 1") });
+    }
+    Ok(())
+}
+
+fn link_error(name: &str, e: wasmtime::Error) -> Error {
+    let text = format!("{e:#}");
+    // wasmtime says: "component imports instance `x`, but a matching
+    // implementation was not found in the linker"; keep the name.
+    let import = text
+        .split('`')
+        .nth(1)
+        .map(str::to_string)
+        .unwrap_or_else(|| text.clone());
+    if text.contains("matching implementation was not found") || text.contains("was not found") {
+        Error::UnsupportedImport { component: name.to_string(), import }
+    } else {
+        Error::Host { component: name.to_string(), context: "linking its imports".into(), source: e.into() }
+    }
+}

@@ -1,0 +1,183 @@
+//! [`Runtime`]: the engine, the linker with every host interface, the
+//! compiled-code cache and the epoch ticker, shared by all components.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::{CodeCache, Digest, Stats};
+use crate::component::{ComponentInfo, Compiled};
+use crate::error::{Error, Result};
+use crate::host::HostCtx;
+use crate::prepared::{ComponentPre, PrepareOptions};
+use crate::{Limits, RuntimeConfig};
+
+/// The host runtime: one per process. Cheap to clone.
+///
+/// Compiles each component once per content hash (in memory, and on disk
+/// when [`RuntimeConfig::cache_dir`] is set), prepares it for hosting
+/// ([`Runtime::prepare`]) and runs every call in a fresh instance from a
+/// pooled, pre-instantiated template.
+///
+/// Calls are async and must run inside a tokio runtime with its timer
+/// enabled; compilation is CPU-bound and blocks the calling thread.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub engine: Engine,
+    pub linker: Linker<HostCtx>,
+    pub cache: CodeCache,
+    pub config: RuntimeConfig,
+    ticker: Ticker,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The one thread that advances the engine's epoch. Timeouts and yields of
+/// running guests hang off it; it stops when the runtime is dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: Engine, tick: Duration) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("airssys-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| Error::Config { reason: format!("cannot start the epoch thread: {e}") })?;
+        Ok(Self { stop })
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Build the engine, the linker and the cache.
+    pub fn new(config: RuntimeConfig) -> Result<Self> {
+        let engine = build_engine(&config)?;
+        let linker = build_linker(&engine)?;
+        let cache = CodeCache::new(&engine, config.cache_dir.as_deref())?;
+        let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
+        Ok(Self { inner: Arc::new(Inner { engine, linker, cache, config, ticker }) })
+    }
+
+    /// The wasmtime engine, for embedders that need it directly.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The settings this runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Compilation and cache counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.cache.stats()
+    }
+
+    /// The directory that holds this engine's compiled code, if any.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.inner.cache.dir()
+    }
+
+    /// Where the compiled code of `digest` is (or would be) kept on disk.
+    pub fn cache_entry(&self, digest: &Digest) -> Option<std::path::PathBuf> {
+        self.inner.cache.entry_path(digest)
+    }
+
+    /// Check `bytes`, read their metadata and compile them (or take the
+    /// compiled code from the cache). `name` names the component in errors,
+    /// typically the file name. Blocks while compiling.
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Compiled> {
+        let info = ComponentInfo::read(name, bytes)?;
+        let (component, source) = self.inner.cache.get_or_compile(&self.inner.engine, name, info.digest, bytes)?;
+        let info = info.with_world(&self.inner.engine, &component);
+        Ok(Compiled { component, info: Arc::new(info), source })
+    }
+
+    /// Compile `bytes` and prepare them for hosting with `options`.
+    pub async fn load(&self, name: &str, bytes: &[u8], options: PrepareOptions) -> Result<ComponentPre> {
+        let compiled = self.compile(name, bytes)?;
+        self.prepare(compiled, options).await
+    }
+
+    /// Pre-instantiate a compiled component: link its imports, find its
+    /// exports, and for contract components run `metadata` and `init` once
+    /// in a probe instance (a failing `init` fails the preparation).
+    pub async fn prepare(&self, compiled: Compiled, options: PrepareOptions) -> Result<ComponentPre> {
+        ComponentPre::new(self.clone(), compiled, options).await
+    }
+
+    /// The default limits, checked against this runtime's configuration.
+    pub fn default_limits(&self) -> Limits {
+        Limits::default().memory(Limits::default().memory.min(self.inner.config.max_memory))
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<HostCtx> {
+        &self.inner.linker
+    }
+}
+
+fn build_engine(config: &RuntimeConfig) -> Result<Engine> {
+    let bad = |reason: String| Error::Config { reason };
+    if config.max_instances == 0 {
+        return Err(bad("max_instances must be at least 1".into()));
+    }
+    if config.epoch_tick.is_zero() {
+        return Err(bad("epoch_tick must be longer than zero".into()));
+    }
+    let n = config.max_instances;
+    let mut pool = PoolingAllocationConfig::default();
+    // A component instance holds a few core instances (the main module plus
+    // the shims and adapters that wit-component adds), one or two memories
+    // and a few tables; size the pool so `n` typical components fit.
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(8))
+        .total_stacks(n)
+        .max_memory_size(usize::try_from(config.max_memory).map_err(|_| bad("max_memory is too large".into()))?)
+        .table_elements(Limits::default().table_elements as usize)
+        .decommit_batch_size(config.decommit_batch_size.max(1));
+    let mut c = wasmtime::Config::new();
+    c.wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(config.fuel)
+        .cranelift_nan_canonicalization(config.deterministic)
+        .relaxed_simd_deterministic(config.deterministic)
+        .memory_init_cow(config.memory_init_cow)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&c).map_err(|e| bad(format!("{e:#}")))
+}
+
+fn build_linker(engine: &Engine) -> Result<Linker<HostCtx>> {
+    let mut linker = Linker::<HostCtx>::new(engine);
+    let wrap = |e: wasmtime::Error| Error::Config { reason: format!("linking host interfaces: {e:#}") };
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wrap)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wrap)?;
+    crate::bindings::Component::add_to_linker::<HostCtx, HasSelf<HostCtx>>(&mut linker, |c| c).map_err(wrap)?;
+    Ok(linker)
+}
