@@ -109,7 +109,11 @@ impl CodeCache {
                 Some(sub)
             }
         };
-        Ok(Self { dir, memory: Mutex::new(HashMap::new()), counters: Counters::default() })
+        Ok(Self {
+            dir,
+            memory: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        })
     }
 
     /// The directory entries for this engine live in, if any.
@@ -119,7 +123,9 @@ impl CodeCache {
 
     /// The file that holds (or would hold) `digest`'s compiled code.
     pub(crate) fn entry_path(&self, digest: &Digest) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{}.cwasm", digest.to_hex())))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.cwasm", digest.to_hex())))
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -157,6 +163,10 @@ impl CodeCache {
         self.store_on_disk(&digest, &component);
         self.lock().insert(digest, component.clone());
         Ok((component, Source::Compiled))
+    }
+
+    pub(crate) fn evict(&self, digest: &Digest) {
+        self.lock().remove(digest);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Component>> {
@@ -202,7 +212,9 @@ impl CodeCache {
     }
 
     fn store_on_disk(&self, digest: &Digest, component: &Component) {
-        let Some(path) = self.entry_path(digest) else { return };
+        let Some(path) = self.entry_path(digest) else {
+            return;
+        };
         // The cache is an optimization: failing to write it is logged, never
         // an error of the call.
         if let Err(e) = write_entry(&path, component) {
@@ -253,7 +265,10 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
-    let io = |source| Error::Io { path: dir.to_path_buf(), source };
+    let io = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

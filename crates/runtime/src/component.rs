@@ -95,7 +95,10 @@ pub struct Compiled {
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compiled").field("info", &self.info).field("source", &self.source).finish()
+        f.debug_struct("Compiled")
+            .field("info", &self.info)
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -113,21 +116,23 @@ impl ComponentInfo {
             if let wasmparser::Payload::CustomSection(reader) = payload {
                 match reader.name() {
                     METADATA_SECTION if metadata.is_none() => {
-                        metadata = Some(serde_json::from_slice::<EmbeddedMetadata>(reader.data()).map_err(|e| {
-                            Error::InvalidComponent {
-                                component: name.to_string(),
-                                source: anyhow::Error::new(e).context(format!("malformed `{METADATA_SECTION}` section")),
-                            }
-                        })?);
+                        metadata = Some(
+                            serde_json::from_slice::<EmbeddedMetadata>(reader.data()).map_err(
+                                |e| Error::InvalidComponent {
+                                    component: name.to_string(),
+                                    source: anyhow::Error::new(e)
+                                        .context(format!("malformed `{METADATA_SECTION}` section")),
+                                },
+                            )?,
+                        );
                     }
                     CAPABILITIES_SECTION if capabilities.is_empty() => {
-                        capabilities = serde_json::from_slice::<Vec<String>>(reader.data()).map_err(|e| {
-                            Error::InvalidComponent {
+                        capabilities = serde_json::from_slice::<Vec<String>>(reader.data())
+                            .map_err(|e| Error::InvalidComponent {
                                 component: name.to_string(),
                                 source: anyhow::Error::new(e)
                                     .context(format!("malformed `{CAPABILITIES_SECTION}` section")),
-                            }
-                        })?;
+                            })?;
                     }
                     _ => {}
                 }
@@ -158,17 +163,26 @@ impl ComponentInfo {
 /// Which contract version of ours a component exports, if any. Every
 /// version the host has shipped stays accepted: today that is 0.1.
 pub(crate) fn handler_export(exports: &[String]) -> Option<&str> {
-    exports.iter().map(String::as_str).find(|e| e.starts_with("airssys:component/handler@0.1."))
+    exports
+        .iter()
+        .map(String::as_str)
+        .find(|e| e.starts_with("airssys:component/handler@0.1."))
 }
 
 pub(crate) fn lifecycle_export(exports: &[String]) -> Option<&str> {
-    exports.iter().map(String::as_str).find(|e| e.starts_with("airssys:component/lifecycle@0.1."))
+    exports
+        .iter()
+        .map(String::as_str)
+        .find(|e| e.starts_with("airssys:component/lifecycle@0.1."))
 }
 
 fn world_kind(exports: &[String]) -> WorldKind {
     if handler_export(exports).is_some() {
         WorldKind::Airssys
-    } else if exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")) {
+    } else if exports
+        .iter()
+        .any(|e| e.starts_with("wasi:http/incoming-handler@0.2."))
+    {
         WorldKind::HttpProxy
     } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2.")) {
         WorldKind::Command
@@ -198,12 +212,17 @@ pub(crate) fn exported_functions(engine: &Engine, component: &Component) -> Vec<
 }
 
 fn check_header(name: &str, bytes: &[u8]) -> Result<()> {
-    let not = |reason: &str| Error::NotAComponent { component: name.to_string(), reason: reason.to_string() };
+    let not = |reason: &str| Error::NotAComponent {
+        component: name.to_string(),
+        reason: reason.to_string(),
+    };
     if bytes.is_empty() {
         return Err(not("the file is empty"));
     }
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(not("it is not WebAssembly (it does not start with the `\\0asm` header)"));
+        return Err(not(
+            "it is not WebAssembly (it does not start with the `\\0asm` header)",
+        ));
     }
     if wasmparser::Parser::is_core_wasm(bytes) {
         return Err(not(
@@ -219,7 +238,10 @@ fn check_header(name: &str, bytes: &[u8]) -> Result<()> {
 
 /// The component's world as WIT text, decoded from its type information.
 pub fn wit_text(name: &str, bytes: &[u8]) -> Result<String> {
-    let invalid = |source: anyhow::Error| Error::InvalidComponent { component: name.to_string(), source };
+    let invalid = |source: anyhow::Error| Error::InvalidComponent {
+        component: name.to_string(),
+        source,
+    };
     let decoded = wit_parser::decoding::decode(bytes).map_err(invalid)?;
     let resolve = decoded.resolve();
     let pkg = decoded.package();
@@ -235,7 +257,12 @@ mod tests {
 
     #[test]
     fn header_errors_are_specific() {
-        let msg = |b: &[u8]| ComponentInfo::read("x.wasm", b).err().map(|e| e.to_string()).unwrap_or_default();
+        let msg = |b: &[u8]| {
+            ComponentInfo::read("x.wasm", b)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
         assert!(msg(b"").contains("empty"));
         assert!(msg(b"hello world, not wasm").contains("\\0asm"));
         assert!(msg(b"\0asm\x01\0\0\0").contains("core WebAssembly module"));

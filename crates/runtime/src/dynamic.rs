@@ -30,7 +30,11 @@ pub(crate) fn match_function(all: &[String], wanted: &str) -> Result<String, Vec
     if all.iter().any(|f| f == wanted) {
         return Ok(wanted.to_string());
     }
-    let matches: Vec<String> = all.iter().filter(|f| short_forms(f).any(|s| s == wanted)).cloned().collect();
+    let matches: Vec<String> = all
+        .iter()
+        .filter(|f| short_forms(f).any(|s| s == wanted))
+        .cloned()
+        .collect();
     match matches.len() {
         1 => Ok(matches.into_iter().next().unwrap_or_default()),
         _ => Err(matches),
@@ -59,10 +63,16 @@ pub(crate) fn find_resource(ty: &Type) -> Option<String> {
         Type::Borrow(_) => Some("a borrowed resource handle".into()),
         Type::List(l) => find_resource(&l.ty()),
         Type::Option(o) => find_resource(&o.ty()),
-        Type::Result(r) => r.ok().as_ref().and_then(find_resource).or_else(|| r.err().as_ref().and_then(find_resource)),
+        Type::Result(r) => r
+            .ok()
+            .as_ref()
+            .and_then(find_resource)
+            .or_else(|| r.err().as_ref().and_then(find_resource)),
         Type::Record(r) => r.fields().find_map(|f| find_resource(&f.ty)),
         Type::Tuple(t) => t.types().find_map(|t| find_resource(&t)),
-        Type::Variant(v) => v.cases().find_map(|c| c.ty.as_ref().and_then(find_resource)),
+        Type::Variant(v) => v
+            .cases()
+            .find_map(|c| c.ty.as_ref().and_then(find_resource)),
         Type::Future(_) | Type::Stream(_) | Type::ErrorContext => Some("an async handle".into()),
         _ => None,
     }
@@ -87,10 +97,25 @@ pub(crate) fn type_name(ty: &Type) -> String {
         Type::List(l) => format!("list<{}>", type_name(&l.ty())),
         Type::Record(r) => format!(
             "record {{ {} }}",
-            r.fields().map(|f| format!("{}: {}", f.name, type_name(&f.ty))).collect::<Vec<_>>().join(", ")
+            r.fields()
+                .map(|f| format!("{}: {}", f.name, type_name(&f.ty)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        Type::Tuple(t) => format!("tuple<{}>", t.types().map(|t| type_name(&t)).collect::<Vec<_>>().join(", ")),
-        Type::Variant(v) => format!("variant {{ {} }}", v.cases().map(|c| c.name.to_string()).collect::<Vec<_>>().join(", ")),
+        Type::Tuple(t) => format!(
+            "tuple<{}>",
+            t.types()
+                .map(|t| type_name(&t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Type::Variant(v) => format!(
+            "variant {{ {} }}",
+            v.cases()
+                .map(|c| c.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Type::Enum(e) => format!("enum {{ {} }}", e.names().collect::<Vec<_>>().join(", ")),
         Type::Option(o) => format!("option<{}>", type_name(&o.ty())),
         Type::Result(r) => format!(
@@ -107,7 +132,14 @@ pub(crate) fn type_name(ty: &Type) -> String {
 
 fn describe(v: &Json) -> String {
     let text = v.to_string();
-    if text.len() > 60 { format!("{}…", &text[..text.char_indices().nth(57).map_or(text.len(), |(i, _)| i)]) } else { text }
+    if text.len() > 60 {
+        format!(
+            "{}…",
+            &text[..text.char_indices().nth(57).map_or(text.len(), |(i, _)| i)]
+        )
+    } else {
+        text
+    }
 }
 
 fn expected(ty: &Type, got: &Json) -> String {
@@ -116,28 +148,42 @@ fn expected(ty: &Type, got: &Json) -> String {
 
 /// Convert the call's JSON arguments: an array (positional) or an object
 /// keyed by parameter name.
-pub(crate) fn json_args(function: &str, params: &[(String, Type)], args: &Json) -> Result<Vec<Val>, String> {
+pub(crate) fn json_args(
+    function: &str,
+    params: &[(String, Type)],
+    args: &Json,
+) -> Result<Vec<Val>, String> {
     match args {
         Json::Array(items) => {
             if items.len() != params.len() {
                 return Err(format!(
                     "`{function}` takes {} argument(s) ({}), got {}",
                     params.len(),
-                    params.iter().map(|(n, t)| format!("{n}: {}", type_name(t))).collect::<Vec<_>>().join(", "),
+                    params
+                        .iter()
+                        .map(|(n, t)| format!("{n}: {}", type_name(t)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     items.len()
                 ));
             }
             params
                 .iter()
                 .zip(items)
-                .map(|((name, ty), v)| json_to_val(v, ty).map_err(|e| format!("parameter `{name}`: {e}")))
+                .map(|((name, ty), v)| {
+                    json_to_val(v, ty).map_err(|e| format!("parameter `{name}`: {e}"))
+                })
                 .collect()
         }
         Json::Object(map) => {
             if let Some(unknown) = map.keys().find(|k| !params.iter().any(|(n, _)| n == *k)) {
                 return Err(format!(
                     "`{function}` has no parameter `{unknown}`; its parameters are {}",
-                    params.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    params
+                        .iter()
+                        .map(|(n, _)| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             params
@@ -159,7 +205,10 @@ pub(crate) fn json_args(function: &str, params: &[(String, Type)], args: &Json) 
 
 fn int<T: TryFrom<i128>>(v: &Json, ty: &Type) -> Result<T, String> {
     let n: Option<i128> = match v {
-        Json::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
+        Json::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
         Json::String(s) => s.trim().parse::<i128>().ok(),
         _ => None,
     };
@@ -199,7 +248,12 @@ pub(crate) fn json_to_val(v: &Json, ty: &Type) -> Result<Val, String> {
             let mut chars = s.chars();
             match (chars.next(), chars.next()) {
                 (Some(c), None) => Val::Char(c),
-                _ => return Err(format!("expected char (a string of exactly one character), got {}", describe(v))),
+                _ => {
+                    return Err(format!(
+                        "expected char (a string of exactly one character), got {}",
+                        describe(v)
+                    ));
+                }
             }
         }
         Type::String => Val::String(v.as_str().ok_or_else(|| expected(ty, v))?.to_string()),
@@ -218,7 +272,12 @@ pub(crate) fn json_to_val(v: &Json, ty: &Type) -> Result<Val, String> {
             let items = v.as_array().ok_or_else(|| expected(ty, v))?;
             let types: Vec<Type> = t.types().collect();
             if items.len() != types.len() {
-                return Err(format!("{}: expected {} elements, got {}", type_name(ty), types.len(), items.len()));
+                return Err(format!(
+                    "{}: expected {} elements, got {}",
+                    type_name(ty),
+                    types.len(),
+                    items.len()
+                ));
             }
             Val::Tuple(
                 items
@@ -232,15 +291,26 @@ pub(crate) fn json_to_val(v: &Json, ty: &Type) -> Result<Val, String> {
         Type::Record(r) => {
             let map = v.as_object().ok_or_else(|| expected(ty, v))?;
             let fields: Vec<_> = r.fields().collect();
-            if let Some(unknown) = map.keys().find(|k| !fields.iter().any(|f| f.name == k.as_str())) {
+            if let Some(unknown) = map
+                .keys()
+                .find(|k| !fields.iter().any(|f| f.name == k.as_str()))
+            {
                 return Err(format!("{} has no field `{unknown}`", type_name(ty)));
             }
             let mut out = Vec::with_capacity(fields.len());
             for f in fields {
                 let val = match map.get(f.name) {
-                    Some(x) => json_to_val(x, &f.ty).map_err(|e| format!("field `{}`: {e}", f.name))?,
+                    Some(x) => {
+                        json_to_val(x, &f.ty).map_err(|e| format!("field `{}`: {e}", f.name))?
+                    }
                     None if matches!(f.ty, Type::Option(_)) => Val::Option(None),
-                    None => return Err(format!("field `{}` ({}) is missing", f.name, type_name(&f.ty))),
+                    None => {
+                        return Err(format!(
+                            "field `{}` ({}) is missing",
+                            f.name,
+                            type_name(&f.ty)
+                        ));
+                    }
                 };
                 out.push((f.name.to_string(), val));
             }
@@ -248,18 +318,29 @@ pub(crate) fn json_to_val(v: &Json, ty: &Type) -> Result<Val, String> {
         }
         Type::Variant(var) => {
             let (case, payload) = one_key(v).ok_or_else(|| {
-                format!("{}: expected {{\"case\": payload}}, got {}", type_name(ty), describe(v))
+                format!(
+                    "{}: expected {{\"case\": payload}}, got {}",
+                    type_name(ty),
+                    describe(v)
+                )
             })?;
             let Some(c) = var.cases().find(|c| c.name == case) else {
                 return Err(format!("{} has no case `{case}`", type_name(ty)));
             };
             let payload = match (&c.ty, payload) {
                 (None, None | Some(Json::Null)) => None,
-                (None, Some(p)) => return Err(format!("case `{case}` has no payload, got {}", describe(p))),
-                (Some(t), Some(p)) => {
-                    Some(Box::new(json_to_val(p, t).map_err(|e| format!("case `{case}`: {e}"))?))
+                (None, Some(p)) => {
+                    return Err(format!("case `{case}` has no payload, got {}", describe(p)));
                 }
-                (Some(t), None) => return Err(format!("case `{case}` needs a payload of type {}", type_name(t))),
+                (Some(t), Some(p)) => Some(Box::new(
+                    json_to_val(p, t).map_err(|e| format!("case `{case}`: {e}"))?,
+                )),
+                (Some(t), None) => {
+                    return Err(format!(
+                        "case `{case}` needs a payload of type {}",
+                        type_name(t)
+                    ));
+                }
             };
             Val::Variant(case.to_string(), payload)
         }
@@ -287,9 +368,14 @@ pub(crate) fn json_to_val(v: &Json, ty: &Type) -> Result<Val, String> {
             match v {
                 Json::Null => Val::Option(None),
                 _ if matches!(inner, Type::Option(_)) => {
-                    let (key, payload) = one_key(v)
-                        .filter(|(k, _)| *k == "some")
-                        .ok_or_else(|| format!("{}: expected null or {{\"some\": value}}, got {}", type_name(ty), describe(v)))?;
+                    let (key, payload) =
+                        one_key(v).filter(|(k, _)| *k == "some").ok_or_else(|| {
+                            format!(
+                                "{}: expected null or {{\"some\": value}}, got {}",
+                                type_name(ty),
+                                describe(v)
+                            )
+                        })?;
                     let _ = key;
                     let payload = payload.unwrap_or(&Json::Null);
                     Val::Option(Some(Box::new(json_to_val(payload, &inner)?)))
@@ -300,15 +386,34 @@ pub(crate) fn json_to_val(v: &Json, ty: &Type) -> Result<Val, String> {
         Type::Result(r) => {
             let (case, payload) = one_key(v)
                 .filter(|(k, _)| *k == "ok" || *k == "err")
-                .ok_or_else(|| format!("{}: expected {{\"ok\": value}} or {{\"err\": value}}, got {}", type_name(ty), describe(v)))?;
+                .ok_or_else(|| {
+                    format!(
+                        "{}: expected {{\"ok\": value}} or {{\"err\": value}}, got {}",
+                        type_name(ty),
+                        describe(v)
+                    )
+                })?;
             let t = if case == "ok" { r.ok() } else { r.err() };
             let payload = match (t, payload) {
                 (None, None | Some(Json::Null)) => None,
-                (None, Some(p)) => return Err(format!("`{case}` has no payload, got {}", describe(p))),
-                (Some(t), Some(p)) => Some(Box::new(json_to_val(p, &t).map_err(|e| format!("{case}: {e}"))?)),
-                (Some(t), None) => return Err(format!("`{case}` needs a payload of type {}", type_name(&t))),
+                (None, Some(p)) => {
+                    return Err(format!("`{case}` has no payload, got {}", describe(p)));
+                }
+                (Some(t), Some(p)) => Some(Box::new(
+                    json_to_val(p, &t).map_err(|e| format!("{case}: {e}"))?,
+                )),
+                (Some(t), None) => {
+                    return Err(format!(
+                        "`{case}` needs a payload of type {}",
+                        type_name(&t)
+                    ));
+                }
             };
-            Val::Result(if case == "ok" { Ok(payload) } else { Err(payload) })
+            Val::Result(if case == "ok" {
+                Ok(payload)
+            } else {
+                Err(payload)
+            })
         }
         Type::Own(_) | Type::Borrow(_) => return Err("resources cannot be passed as JSON".into()),
         _ => return Err(format!("{} cannot be passed as JSON", type_name(ty))),
@@ -358,8 +463,15 @@ pub(crate) fn val_to_json(v: &Val) -> Json {
         Val::Float64(f) => float_json(*f),
         Val::Char(c) => json!(c.to_string()),
         Val::String(s) => json!(s),
-        Val::List(items) | Val::Tuple(items) => Json::Array(items.iter().map(val_to_json).collect()),
-        Val::Record(fields) => Json::Object(fields.iter().map(|(k, v)| (k.clone(), val_to_json(v))).collect::<Map<_, _>>()),
+        Val::List(items) | Val::Tuple(items) => {
+            Json::Array(items.iter().map(val_to_json).collect())
+        }
+        Val::Record(fields) => Json::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), val_to_json(v)))
+                .collect::<Map<_, _>>(),
+        ),
         Val::Variant(case, payload) => {
             json!({ case.clone(): payload.as_deref().map_or(Json::Null, val_to_json) })
         }
@@ -388,9 +500,18 @@ mod tests {
             "test:types/api@0.1.0#sum".to_string(),
             "hello".to_string(),
         ];
-        assert_eq!(match_function(&all, "sum"), Ok("test:types/api@0.1.0#sum".into()));
-        assert_eq!(match_function(&all, "api#echo-u8"), Ok("test:types/api@0.1.0#echo-u8".into()));
-        assert_eq!(match_function(&all, "test:types/other#echo-u8"), Ok("test:types/other@0.1.0#echo-u8".into()));
+        assert_eq!(
+            match_function(&all, "sum"),
+            Ok("test:types/api@0.1.0#sum".into())
+        );
+        assert_eq!(
+            match_function(&all, "api#echo-u8"),
+            Ok("test:types/api@0.1.0#echo-u8".into())
+        );
+        assert_eq!(
+            match_function(&all, "test:types/other#echo-u8"),
+            Ok("test:types/other@0.1.0#echo-u8".into())
+        );
         assert_eq!(match_function(&all, "hello"), Ok("hello".into()));
         assert_eq!(match_function(&all, "echo-u8").map_err(|c| c.len()), Err(2));
         assert_eq!(match_function(&all, "nope"), Err(vec![]));
@@ -398,13 +519,34 @@ mod tests {
 
     #[test]
     fn integers_beyond_2_53_are_strings() {
-        assert_eq!(val_to_json(&Val::U64(u64::MAX)), json!("18446744073709551615"));
+        assert_eq!(
+            val_to_json(&Val::U64(u64::MAX)),
+            json!("18446744073709551615")
+        );
         assert_eq!(val_to_json(&Val::S64(-(1 << 53))), json!(-(1_i64 << 53)));
-        assert_eq!(val_to_json(&Val::S64(-(1 << 53) - 1)), json!("-9007199254740993"));
-        assert_eq!(json_to_val(&json!("18446744073709551615"), &Type::U64), Ok(Val::U64(u64::MAX)));
-        assert!(json_to_val(&json!(256), &Type::U8).unwrap_err().contains("out of range for u8"));
-        assert!(json_to_val(&json!(-1), &Type::U32).unwrap_err().contains("out of range"));
-        assert!(json_to_val(&json!(1.5), &Type::S32).unwrap_err().contains("expected s32"));
+        assert_eq!(
+            val_to_json(&Val::S64(-(1 << 53) - 1)),
+            json!("-9007199254740993")
+        );
+        assert_eq!(
+            json_to_val(&json!("18446744073709551615"), &Type::U64),
+            Ok(Val::U64(u64::MAX))
+        );
+        assert!(
+            json_to_val(&json!(256), &Type::U8)
+                .unwrap_err()
+                .contains("out of range for u8")
+        );
+        assert!(
+            json_to_val(&json!(-1), &Type::U32)
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            json_to_val(&json!(1.5), &Type::S32)
+                .unwrap_err()
+                .contains("expected s32")
+        );
     }
 
     #[test]
@@ -412,13 +554,22 @@ mod tests {
         assert_eq!(val_to_json(&Val::Float64(f64::INFINITY)), json!("inf"));
         assert_eq!(val_to_json(&Val::Float32(f32::NEG_INFINITY)), json!("-inf"));
         assert_eq!(val_to_json(&Val::Float64(f64::NAN)), json!("NaN"));
-        assert!(matches!(json_to_val(&json!("NaN"), &Type::Float64), Ok(Val::Float64(f)) if f.is_nan()));
-        assert_eq!(json_to_val(&json!(2.5), &Type::Float32), Ok(Val::Float32(2.5)));
+        assert!(
+            matches!(json_to_val(&json!("NaN"), &Type::Float64), Ok(Val::Float64(f)) if f.is_nan())
+        );
+        assert_eq!(
+            json_to_val(&json!(2.5), &Type::Float32),
+            Ok(Val::Float32(2.5))
+        );
     }
 
     #[test]
     fn chars_are_one_character() {
         assert_eq!(json_to_val(&json!("é"), &Type::Char), Ok(Val::Char('é')));
-        assert!(json_to_val(&json!("ab"), &Type::Char).unwrap_err().contains("exactly one character"));
+        assert!(
+            json_to_val(&json!("ab"), &Type::Char)
+                .unwrap_err()
+                .contains("exactly one character")
+        );
     }
 }

@@ -89,8 +89,11 @@ pub enum Error {
     Trap {
         /// Which component.
         component: String,
-        /// The trap and the wasm backtrace.
+        /// What the engine says happened (`wasm \`unreachable\` instruction
+        /// executed`; a Rust panic ends that way).
         trap: String,
+        /// The wasm backtrace, when the engine captured one.
+        backtrace: Option<String>,
         /// The last few KiB the guest wrote to stderr (a panic message).
         stderr: String,
     },
@@ -148,7 +151,9 @@ pub enum Error {
 
     /// The guest hit a cap on what it can make the host hold (resource
     /// table entries, table elements).
-    #[error("{component}: {what} limit exceeded ({limit}); the guest holds too many host resources")]
+    #[error(
+        "{component}: {what} limit exceeded ({limit}); the guest holds too many host resources"
+    )]
     ResourceLimit {
         /// Which component.
         component: String,
@@ -284,7 +289,10 @@ pub fn describe_component_error(e: &ComponentError) -> String {
     {
         match e {
             ComponentError::InvalidInput(m) => format!("invalid input: {m}"),
-            ComponentError::Denied(c) => format!("denied: capability `{}` not granted", crate::capability_string(c)),
+            ComponentError::Denied(c) => format!(
+                "denied: capability `{}` not granted",
+                crate::capability_string(c)
+            ),
             ComponentError::NotFound(m) => format!("not found: {m}"),
             ComponentError::Unavailable(m) => format!("unavailable: {m}"),
             ComponentError::Timeout(m) => format!("timeout: {m}"),
@@ -316,32 +324,63 @@ pub(crate) fn classify(
 ) -> Error {
     let component = component.to_string();
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return Error::Exit { component, code: exit.0, stderr: observed.stderr };
+        return Error::Exit {
+            component,
+            code: exit.0,
+            stderr: observed.stderr,
+        };
     }
     if let Some((requested, limit)) = observed.memory_refused {
-        return Error::MemoryLimit { component, requested, limit };
+        return Error::MemoryLimit {
+            component,
+            requested,
+            limit,
+        };
     }
     if let Some(limit) = observed.table_refused {
-        return Error::ResourceLimit { component, what: "table elements", limit };
+        return Error::ResourceLimit {
+            component,
+            what: "table elements",
+            limit,
+        };
     }
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
         match trap {
             wasmtime::Trap::Interrupt => {
-                return Error::Timeout { component, timeout: limits.timeout };
+                return Error::Timeout {
+                    component,
+                    timeout: limits.timeout,
+                };
             }
             wasmtime::Trap::OutOfFuel => {
-                return Error::FuelExhausted { component, fuel: limits.fuel.unwrap_or(0) };
+                return Error::FuelExhausted {
+                    component,
+                    fuel: limits.fuel.unwrap_or(0),
+                };
             }
             wasmtime::Trap::StackOverflow => {
-                return Error::StackOverflow { component, stderr: observed.stderr };
+                return Error::StackOverflow {
+                    component,
+                    stderr: observed.stderr,
+                };
             }
-            _ => {
-                let anyhow_err: anyhow::Error = err.into();
-                return Error::Trap { component, trap: format!("{anyhow_err:#}"), stderr: observed.stderr };
+            other => {
+                let backtrace = err
+                    .downcast_ref::<wasmtime::WasmBacktrace>()
+                    .map(|b| b.to_string());
+                return Error::Trap {
+                    component,
+                    trap: other.to_string(),
+                    backtrace,
+                    stderr: observed.stderr,
+                };
             }
         }
     }
-    if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
         return Error::Overloaded {
             component,
             reason: format!("{err}"),
@@ -360,12 +399,17 @@ pub(crate) fn classify(
     // Resource-table exhaustion can also arrive as a plain message from
     // WASI's implementation; keep the classification honest either way.
     let text = format!("{source:#}");
-    if text.contains("resource table has no free keys") || text.contains("ResourceTableError::Full") {
+    if text.contains("resource table has no free keys") || text.contains("ResourceTableError::Full")
+    {
         return Error::ResourceLimit {
             component,
             what: "open host resources (files, streams, pollables)",
             limit: resource_capacity as u64,
         };
     }
-    Error::Host { component, context: "call failed".into(), source }
+    Error::Host {
+        component,
+        context: "call failed".into(),
+        source,
+    }
 }

@@ -92,13 +92,20 @@ impl HostCtx {
 
 impl WasiView for HostCtx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for HostCtx {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -185,7 +192,11 @@ pub(crate) struct TokenBucket {
 
 impl TokenBucket {
     fn new(rate: u32) -> Self {
-        Self { rate: f64::from(rate), tokens: f64::from(rate), last: Instant::now() }
+        Self {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: Instant::now(),
+        }
     }
 
     fn take(&mut self) -> bool {
@@ -216,7 +227,12 @@ fn cut(mut s: String, max: usize) -> String {
 
 impl crate::bindings::wasi::logging::logging::Host for HostCtx {
     fn log(&mut self, level: Level, context: String, message: String) -> wasmtime::Result<()> {
-        let allowed = self.shared.log_budget.lock().map(|mut b| b.take()).unwrap_or(false);
+        let allowed = self
+            .shared
+            .log_budget
+            .lock()
+            .map(|mut b| b.take())
+            .unwrap_or(false);
         if !allowed {
             self.logs_dropped += 1;
             return Ok(());
@@ -250,7 +266,11 @@ impl crate::bindings::wasi::logging::logging::Host for HostCtx {
                 "critical"
             }
         };
-        self.logs.push(LogRecord { level, context, message });
+        self.logs.push(LogRecord {
+            level,
+            context,
+            message,
+        });
         Ok(())
     }
 }
@@ -269,7 +289,8 @@ impl crate::bindings::wasi::config::store::Host for HostCtx {
 
     fn get_all(
         &mut self,
-    ) -> wasmtime::Result<Result<Vec<(String, String)>, crate::bindings::wasi::config::store::Error>> {
+    ) -> wasmtime::Result<Result<Vec<(String, String)>, crate::bindings::wasi::config::store::Error>>
+    {
         Ok(Ok(self.shared.config.clone()))
     }
 }
@@ -317,7 +338,10 @@ impl HostCtx {
     fn check_key(&self, key: &str) -> Result<(), KvError> {
         let max = self.shared.limits.state_key_bytes;
         if key.len() > max {
-            return Err(KvError::Other(format!("key of {} bytes exceeds the limit of {max} bytes", key.len())));
+            return Err(KvError::Other(format!(
+                "key of {} bytes exceeds the limit of {max} bytes",
+                key.len()
+            )));
         }
         Ok(())
     }
@@ -333,7 +357,11 @@ impl HostCtx {
             )));
         }
         let mut inner = self.shared.state.lock();
-        let old = inner.buckets.get(bucket).and_then(|b| b.get(&key)).map_or(0, |v| key.len() + v.len());
+        let old = inner
+            .buckets
+            .get(bucket)
+            .and_then(|b| b.get(&key))
+            .map_or(0, |v| key.len() + v.len());
         let new_total = inner.bytes - old + key.len() + value.len();
         if new_total > limits.state_total_bytes {
             return Err(KvError::Other(format!(
@@ -342,7 +370,11 @@ impl HostCtx {
             )));
         }
         inner.bytes = new_total;
-        inner.buckets.entry(bucket.to_string()).or_default().insert(key, value);
+        inner
+            .buckets
+            .entry(bucket.to_string())
+            .or_default()
+            .insert(key, value);
         Ok(())
     }
 }
@@ -352,7 +384,9 @@ impl crate::bindings::wasi::keyvalue::store::Host for HostCtx {
         {
             let inner = self.shared.state.lock();
             if !inner.buckets.contains_key(&identifier) && inner.buckets.len() >= MAX_BUCKETS {
-                return Ok(Err(KvError::Other(format!("at most {MAX_BUCKETS} buckets per component"))));
+                return Ok(Err(KvError::Other(format!(
+                    "at most {MAX_BUCKETS} buckets per component"
+                ))));
             }
         }
         if identifier.len() > self.shared.limits.state_key_bytes {
@@ -363,18 +397,35 @@ impl crate::bindings::wasi::keyvalue::store::Host for HostCtx {
 }
 
 impl crate::bindings::wasi::keyvalue::store::HostBucket for HostCtx {
-    fn get(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
+    fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
         let name = self.bucket_name(&bucket)?;
         let inner = self.shared.state.lock();
-        Ok(Ok(inner.buckets.get(&name).and_then(|b| b.get(&key)).cloned()))
+        Ok(Ok(inner
+            .buckets
+            .get(&name)
+            .and_then(|b| b.get(&key))
+            .cloned()))
     }
 
-    fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), KvError>> {
+    fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), KvError>> {
         let name = self.bucket_name(&bucket)?;
         Ok(self.put(&name, key, value))
     }
 
-    fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<(), KvError>> {
+    fn delete(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), KvError>> {
         let name = self.bucket_name(&bucket)?;
         let mut inner = self.shared.state.lock();
         if let Some(v) = inner.buckets.get_mut(&name).and_then(|b| b.remove(&key)) {
@@ -383,10 +434,17 @@ impl crate::bindings::wasi::keyvalue::store::HostBucket for HostCtx {
         Ok(Ok(()))
     }
 
-    fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<bool, KvError>> {
+    fn exists(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, KvError>> {
         let name = self.bucket_name(&bucket)?;
         let inner = self.shared.state.lock();
-        Ok(Ok(inner.buckets.get(&name).is_some_and(|b| b.contains_key(&key))))
+        Ok(Ok(inner
+            .buckets
+            .get(&name)
+            .is_some_and(|b| b.contains_key(&key))))
     }
 
     fn list_keys(
@@ -404,7 +462,10 @@ impl crate::bindings::wasi::keyvalue::store::HostBucket for HostCtx {
             .unwrap_or_default();
         let total = inner.buckets.get(&name).map_or(0, |b| b.len());
         let next = start + keys.len();
-        Ok(Ok(KeyResponse { keys, cursor: (next < total).then_some(next as u64) }))
+        Ok(Ok(KeyResponse {
+            keys,
+            cursor: (next < total).then_some(next as u64),
+        }))
     }
 
     fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -414,7 +475,12 @@ impl crate::bindings::wasi::keyvalue::store::HostBucket for HostCtx {
 }
 
 impl crate::bindings::wasi::keyvalue::atomics::Host for HostCtx {
-    fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> wasmtime::Result<Result<u64, KvError>> {
+    fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> wasmtime::Result<Result<u64, KvError>> {
         let name = self.bucket_name(&bucket)?;
         if let Err(e) = self.check_key(&key) {
             return Ok(Err(e));
@@ -424,16 +490,29 @@ impl crate::bindings::wasi::keyvalue::atomics::Host for HostCtx {
         let mut inner = self.shared.state.lock();
         let current = match inner.buckets.get(&name).and_then(|b| b.get(&key)) {
             None => 0,
-            Some(v) => match std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(v) => match std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            {
                 Some(n) => n,
-                None => return Ok(Err(KvError::Other(format!("value of `{key}` is not a decimal number")))),
+                None => {
+                    return Ok(Err(KvError::Other(format!(
+                        "value of `{key}` is not a decimal number"
+                    ))));
+                }
             },
         };
         let Some(next) = current.checked_add(delta) else {
-            return Ok(Err(KvError::Other(format!("incrementing `{key}` overflows u64"))));
+            return Ok(Err(KvError::Other(format!(
+                "incrementing `{key}` overflows u64"
+            ))));
         };
         let value = next.to_string().into_bytes();
-        let old = inner.buckets.get(&name).and_then(|b| b.get(&key)).map_or(0, |v| key.len() + v.len());
+        let old = inner
+            .buckets
+            .get(&name)
+            .and_then(|b| b.get(&key))
+            .map_or(0, |v| key.len() + v.len());
         let new_total = inner.bytes - old + key.len() + value.len();
         if new_total > self.shared.limits.state_total_bytes {
             return Ok(Err(KvError::Other("state quota exceeded".into())));
@@ -473,7 +552,11 @@ impl crate::bindings::wasi::keyvalue::batch::Host for HostCtx {
         Ok(Ok(()))
     }
 
-    fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> wasmtime::Result<Result<(), KvError>> {
+    fn delete_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), KvError>> {
         let name = self.bucket_name(&bucket)?;
         let mut inner = self.shared.state.lock();
         for key in keys {
@@ -488,7 +571,11 @@ impl crate::bindings::wasi::keyvalue::batch::Host for HostCtx {
 const NO_REGISTRY: &str = "messaging needs a host with a component registry (`airssys-wasm serve`); this host runs one component";
 
 impl crate::bindings::airssys::component::messaging::Host for HostCtx {
-    fn send(&mut self, _target: String, _msg: Message) -> wasmtime::Result<Result<(), ComponentError>> {
+    fn send(
+        &mut self,
+        _target: String,
+        _msg: Message,
+    ) -> wasmtime::Result<Result<(), ComponentError>> {
         Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
     }
 
@@ -501,7 +588,11 @@ impl crate::bindings::airssys::component::messaging::Host for HostCtx {
         Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
     }
 
-    fn publish(&mut self, _topic: String, _msg: Message) -> wasmtime::Result<Result<(), ComponentError>> {
+    fn publish(
+        &mut self,
+        _topic: String,
+        _msg: Message,
+    ) -> wasmtime::Result<Result<(), ComponentError>> {
         Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
     }
 }

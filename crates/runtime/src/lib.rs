@@ -61,7 +61,8 @@ pub use bindings::airssys::component::types::{
 };
 pub use cache::{Digest, Source, Stats};
 pub use component::{
-    CAPABILITIES_SECTION, ComponentInfo, Compiled, EmbeddedMetadata, METADATA_SECTION, WorldKind, wit_text,
+    CAPABILITIES_SECTION, Compiled, ComponentInfo, EmbeddedMetadata, METADATA_SECTION, WorldKind,
+    wit_text,
 };
 pub use config::{Limits, RuntimeConfig};
 pub use error::{Error, Result, describe_component_error};
@@ -86,11 +87,18 @@ pub fn capability_string(c: &Capability) -> String {
 impl Message {
     /// A message with `payload` and nothing else.
     pub fn new(payload: impl Into<Vec<u8>>) -> Self {
-        Self { payload: payload.into(), content_type: None, headers: Vec::new() }
+        Self {
+            payload: payload.into(),
+            content_type: None,
+            headers: Vec::new(),
+        }
     }
 
     /// The first header named `name` (compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }

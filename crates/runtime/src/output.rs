@@ -27,7 +27,13 @@ struct Tail {
 
 impl OutputCapture {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { inner: Arc::new(Mutex::new(Tail { capacity, buf: VecDeque::new(), total: 0 })) }
+        Self {
+            inner: Arc::new(Mutex::new(Tail {
+                capacity,
+                buf: VecDeque::new(),
+                total: 0,
+            })),
+        }
     }
 
     fn push(&self, bytes: &[u8]) {
@@ -95,7 +101,11 @@ impl Pollable for OutputCapture {
 }
 
 impl tokio::io::AsyncWrite for OutputCapture {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -14,7 +14,9 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::bindings::airssys::component::types::{ComponentError, ComponentMetadata, HealthStatus, Message};
+use crate::bindings::airssys::component::types::{
+    ComponentError, ComponentMetadata, HealthStatus, Message,
+};
 use crate::component::{Compiled, ComponentInfo, WorldKind};
 use crate::error::{Error, Observed, Result, classify};
 use crate::host::{HostCtx, LogRecord, Shared};
@@ -87,7 +89,10 @@ pub struct Timings {
 
 /// What a component exports, resolved once at preparation.
 enum Kind {
-    Airssys { execute: ComponentExportIndex, lifecycle: Option<Lifecycle> },
+    Airssys {
+        execute: ComponentExportIndex,
+        lifecycle: Option<Lifecycle>,
+    },
     HttpProxy(ProxyPre<HostCtx>),
     Command(CommandPre<HostCtx>),
     Library,
@@ -125,13 +130,20 @@ enum Stdio {
 }
 
 impl ComponentPre {
-    pub(crate) async fn new(runtime: Runtime, compiled: Compiled, options: PrepareOptions) -> Result<Self> {
+    pub(crate) async fn new(
+        runtime: Runtime,
+        compiled: Compiled,
+        options: PrepareOptions,
+    ) -> Result<Self> {
         let info = compiled.info.clone();
         let name = display_name(&info);
         let limits = options.limits.unwrap_or_else(|| runtime.default_limits());
         check_limits(&runtime, &name, &limits)?;
         let component = &compiled.component;
-        let pre = runtime.linker().instantiate_pre(component).map_err(|e| link_error(&name, e))?;
+        let pre = runtime
+            .linker()
+            .instantiate_pre(component)
+            .map_err(|e| link_error(&name, e))?;
         let missing = |wanted: &str| Error::MissingExport {
             component: name.clone(),
             wanted: wanted.to_string(),
@@ -141,8 +153,12 @@ impl ComponentPre {
             WorldKind::Airssys => {
                 let handler = crate::component::handler_export(&info.exports).unwrap_or_default();
                 let index = |iface: &str, f: &str| -> Result<ComponentExportIndex> {
-                    let inst = component.get_export_index(None, iface).ok_or_else(|| missing(iface))?;
-                    component.get_export_index(Some(&inst), f).ok_or_else(|| missing(&format!("{iface}#{f}")))
+                    let inst = component
+                        .get_export_index(None, iface)
+                        .ok_or_else(|| missing(iface))?;
+                    component
+                        .get_export_index(Some(&inst), f)
+                        .ok_or_else(|| missing(&format!("{iface}#{f}")))
                 };
                 let execute = index(handler, "execute")?;
                 let lifecycle = match crate::component::lifecycle_export(&info.exports) {
@@ -155,15 +171,26 @@ impl ComponentPre {
                 };
                 Kind::Airssys { execute, lifecycle }
             }
-            WorldKind::HttpProxy => Kind::HttpProxy(
-                ProxyPre::new(pre.clone()).map_err(|e| link_error(&name, e))?,
-            ),
-            WorldKind::Command => Kind::Command(CommandPre::new(pre.clone()).map_err(|e| link_error(&name, e))?),
+            WorldKind::HttpProxy => {
+                Kind::HttpProxy(ProxyPre::new(pre.clone()).map_err(|e| link_error(&name, e))?)
+            }
+            WorldKind::Command => {
+                Kind::Command(CommandPre::new(pre.clone()).map_err(|e| link_error(&name, e))?)
+            }
             WorldKind::Library => Kind::Library,
         };
         let permits = Arc::new(Semaphore::new(limits.max_concurrent as usize));
         let shared = Arc::new(Shared::new(name, limits, options.config));
-        let this = Self { inner: Arc::new(PreInner { runtime, compiled, pre, kind, shared, permits }) };
+        let this = Self {
+            inner: Arc::new(PreInner {
+                runtime,
+                compiled,
+                pre,
+                kind,
+                shared,
+                permits,
+            }),
+        };
         this.probe().await?;
         Ok(this)
     }
@@ -190,29 +217,42 @@ impl ComponentPre {
 
     /// Every exported function, as `name` or `interface#name`.
     pub fn functions(&self) -> Vec<String> {
-        crate::component::exported_functions(self.inner.runtime.engine(), &self.inner.compiled.component)
+        crate::component::exported_functions(
+            self.inner.runtime.engine(),
+            &self.inner.compiled.component,
+        )
     }
 
     /// Run `metadata` and `init` once in a probe instance.
     async fn probe(&self) -> Result<()> {
-        let Kind::Airssys { lifecycle: Some(l), .. } = &self.inner.kind else { return Ok(()) };
+        let Kind::Airssys {
+            lifecycle: Some(l), ..
+        } = &self.inner.kind
+        else {
+            return Ok(());
+        };
         let (metadata_idx, init_idx) = (l.metadata, l.init);
         let config = self.inner.shared.config.clone();
         let (metadata, init) = self
             .with_instance(async move |store, instance| {
-                let f = instance.get_typed_func::<(), (ComponentMetadata,)>(&mut *store, &metadata_idx)?;
+                let f = instance
+                    .get_typed_func::<(), (ComponentMetadata,)>(&mut *store, &metadata_idx)?;
                 let (metadata,) = f.call_async(&mut *store, ()).await?;
-                let f = instance.get_typed_func::<(Vec<(String, String)>,), (Result<(), ComponentError>,)>(
-                    &mut *store,
-                    &init_idx,
-                )?;
+                let f = instance
+                    .get_typed_func::<(Vec<(String, String)>,), (Result<(), ComponentError>,)>(
+                        &mut *store,
+                        &init_idx,
+                    )?;
                 let (init,) = f.call_async(&mut *store, (config,)).await?;
                 Ok((metadata, init))
             })
             .await?
             .value;
         if let Err(error) = init {
-            return Err(Error::InitFailed { component: self.name().to_string(), error });
+            return Err(Error::InitFailed {
+                component: self.name().to_string(),
+                error,
+            });
         }
         self.check_metadata(&metadata)
     }
@@ -233,12 +273,24 @@ impl ComponentPre {
                 return Err(mismatch("version", &embedded.version, &runtime.version));
             }
             if embedded.description != runtime.description {
-                return Err(mismatch("description", &embedded.description, &runtime.description));
+                return Err(mismatch(
+                    "description",
+                    &embedded.description,
+                    &runtime.description,
+                ));
             }
         }
-        let said: Vec<String> = runtime.required_capabilities.iter().map(capability_string).collect();
+        let said: Vec<String> = runtime
+            .required_capabilities
+            .iter()
+            .map(capability_string)
+            .collect();
         if (info.metadata.is_some() || !info.capabilities.is_empty()) && said != info.capabilities {
-            return Err(mismatch("required capabilities", &info.capabilities.join(", "), &said.join(", ")));
+            return Err(mismatch(
+                "required capabilities",
+                &info.capabilities.join(", "),
+                &said.join(", "),
+            ));
         }
         Ok(())
     }
@@ -251,8 +303,10 @@ impl ComponentPre {
         let idx = *execute;
         let out = self
             .with_instance(async move |store, instance| {
-                let f = instance
-                    .get_typed_func::<(Message,), (Result<Message, ComponentError>,)>(&mut *store, &idx)?;
+                let f = instance.get_typed_func::<(Message,), (Result<Message, ComponentError>,)>(
+                    &mut *store,
+                    &idx,
+                )?;
                 let (r,) = f.call_async(&mut *store, (input,)).await?;
                 Ok(r)
             })
@@ -266,13 +320,19 @@ impl ComponentPre {
                 logs_dropped: out.logs_dropped,
                 timings: out.timings,
             }),
-            Err(error) => Err(Error::Guest { component: self.name().to_string(), error }),
+            Err(error) => Err(Error::Guest {
+                component: self.name().to_string(),
+                error,
+            }),
         }
     }
 
     /// Call `lifecycle.health` in a fresh instance.
     pub async fn health(&self) -> Result<HealthStatus> {
-        let Kind::Airssys { lifecycle: Some(l), .. } = &self.inner.kind else {
+        let Kind::Airssys {
+            lifecycle: Some(l), ..
+        } = &self.inner.kind
+        else {
             return Err(self.not_a_handler());
         };
         let idx = l.health;
@@ -287,7 +347,10 @@ impl ComponentPre {
 
     /// Call `lifecycle.metadata` in a fresh instance.
     pub async fn metadata(&self) -> Result<ComponentMetadata> {
-        let Kind::Airssys { lifecycle: Some(l), .. } = &self.inner.kind else {
+        let Kind::Airssys {
+            lifecycle: Some(l), ..
+        } = &self.inner.kind
+        else {
             return Err(self.not_a_handler());
         };
         let idx = l.metadata;
@@ -304,10 +367,17 @@ impl ComponentPre {
     /// form when unambiguous) with JSON arguments: an array (positional) or an
     /// object keyed by parameter name. Returns the result as JSON (`null`
     /// for a function without results). See `docs/json-mapping.md`.
-    pub async fn call_json(&self, function: &str, args: &serde_json::Value) -> Result<CallOutput<serde_json::Value>> {
+    pub async fn call_json(
+        &self,
+        function: &str,
+        args: &serde_json::Value,
+    ) -> Result<CallOutput<serde_json::Value>> {
         let (full, index, params, results) = self.resolve_function(function)?;
-        let vals = dynamic::json_args(&full, &params, args)
-            .map_err(|reason| Error::InvalidArguments { function: full.clone(), reason })?;
+        let vals =
+            dynamic::json_args(&full, &params, args).map_err(|reason| Error::InvalidArguments {
+                function: full.clone(),
+                reason,
+            })?;
         let out = self.call_vals(index, vals, results.len()).await?;
         let value = match out.value.as_slice() {
             [] => serde_json::Value::Null,
@@ -327,21 +397,30 @@ impl ComponentPre {
         })?;
         let (full, index, params, results) = self.resolve_function(parsed.name())?;
         let types: Vec<_> = params.iter().map(|(_, t)| t.clone()).collect();
-        let vals: Vec<Val> = parsed
-            .to_wasm_params(&types)
-            .map_err(|e| Error::InvalidArguments { function: full.clone(), reason: e.to_string() })?;
+        let vals: Vec<Val> =
+            parsed
+                .to_wasm_params(&types)
+                .map_err(|e| Error::InvalidArguments {
+                    function: full.clone(),
+                    reason: e.to_string(),
+                })?;
         let out = self.call_vals(index, vals, results.len()).await?;
         let mut text = Vec::new();
         for v in &out.value {
-            text.push(
-                v.to_wave()
-                    .map_err(|e| Error::Unsupported { component: self.name().to_string(), reason: format!("{e:#}") })?,
-            );
+            text.push(v.to_wave().map_err(|e| Error::Unsupported {
+                component: self.name().to_string(),
+                reason: format!("{e:#}"),
+            })?);
         }
         Ok(out.map(|_| text.join(", ")))
     }
 
-    async fn call_vals(&self, index: ComponentExportIndex, params: Vec<Val>, n: usize) -> Result<CallOutput<Vec<Val>>> {
+    async fn call_vals(
+        &self,
+        index: ComponentExportIndex,
+        params: Vec<Val>,
+        n: usize,
+    ) -> Result<CallOutput<Vec<Val>>> {
         self.with_instance(async move |store, instance| {
             let func = instance
                 .get_func(&mut *store, index)
@@ -357,8 +436,12 @@ impl ComponentPre {
     fn resolve_function(
         &self,
         wanted: &str,
-    ) -> Result<(String, ComponentExportIndex, Vec<(String, wasmtime::component::types::Type)>, Vec<wasmtime::component::types::Type>)>
-    {
+    ) -> Result<(
+        String,
+        ComponentExportIndex,
+        Vec<(String, wasmtime::component::types::Type)>,
+        Vec<wasmtime::component::types::Type>,
+    )> {
         let engine = self.inner.runtime.engine();
         let component = &self.inner.compiled.component;
         let all = self.functions();
@@ -370,7 +453,11 @@ impl ComponentPre {
                     available: all.clone(),
                 }
             } else {
-                Error::AmbiguousFunction { component: self.name().to_string(), name: wanted.to_string(), candidates }
+                Error::AmbiguousFunction {
+                    component: self.name().to_string(),
+                    name: wanted.to_string(),
+                    candidates,
+                }
             }
         })?;
         let (iface, f) = match full.split_once('#') {
@@ -378,15 +465,20 @@ impl ComponentPre {
             None => (None, full.as_str()),
         };
         let parent = iface.and_then(|i| component.get_export_index(None, i));
-        let (item, index) = component
-            .get_export(parent.as_ref(), f)
-            .ok_or_else(|| Error::MissingExport {
-                component: self.name().to_string(),
-                wanted: full.clone(),
-                available: all.clone(),
-            })?;
+        let (item, index) =
+            component
+                .get_export(parent.as_ref(), f)
+                .ok_or_else(|| Error::MissingExport {
+                    component: self.name().to_string(),
+                    wanted: full.clone(),
+                    available: all.clone(),
+                })?;
         let wasmtime::component::types::ComponentItem::ComponentFunc(ty) = item else {
-            return Err(Error::MissingExport { component: self.name().to_string(), wanted: full, available: all });
+            return Err(Error::MissingExport {
+                component: self.name().to_string(),
+                wanted: full,
+                available: all,
+            });
         };
         let params: Vec<_> = ty.params().map(|(n, t)| (n.to_string(), t)).collect();
         let results: Vec<_> = ty.results().collect();
@@ -447,7 +539,10 @@ impl ComponentPre {
         let Kind::HttpProxy(proxy) = &self.inner.kind else {
             return Err(Error::Unsupported {
                 component: self.name().to_string(),
-                reason: format!("it is a {} component, not a wasi:http/proxy", self.info().kind),
+                reason: format!(
+                    "it is a {} component, not a wasi:http/proxy",
+                    self.info().kind
+                ),
             });
         };
         let permit = self.permit()?;
@@ -459,8 +554,16 @@ impl ComponentPre {
         };
         let (mut store, _, stderr) = self.new_store(Stdio::Capture);
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, request).map_err(|e| host_err("bad request", e))?;
-        let out = store.data_mut().http().new_response_outparam(sender).map_err(|e| host_err("bad request", e))?;
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|e| host_err("bad request", e))?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| host_err("bad request", e))?;
         let proxy = proxy.clone();
         let limits = self.limits().clone();
         let component = name.clone();
@@ -471,7 +574,9 @@ impl ComponentPre {
             let _permit = permit;
             let run = async {
                 let p = proxy.instantiate_async(&mut store).await?;
-                p.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+                p.wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
             };
             let r = match limits.timeout_at() {
                 Some(_) => tokio::time::timeout(limits.timeout, run).await,
@@ -479,8 +584,17 @@ impl ComponentPre {
             };
             match r {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(classify(&component, e, observed(&store, &stderr), &limits, limits.resources)),
-                Err(_) => Err(Error::Timeout { component, timeout: limits.timeout }),
+                Ok(Err(e)) => Err(classify(
+                    &component,
+                    e,
+                    observed(&store, &stderr),
+                    &limits,
+                    limits.resources,
+                )),
+                Err(_) => Err(Error::Timeout {
+                    component,
+                    timeout: limits.timeout,
+                }),
             }
         });
         match receiver.await {
@@ -522,20 +636,33 @@ impl ComponentPre {
     }
 
     fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
-        self.inner.permits.clone().try_acquire_owned().map_err(|_| Error::Overloaded {
-            component: self.name().to_string(),
-            reason: format!("{} calls already running (max_concurrent)", self.limits().max_concurrent),
-        })
+        self.inner
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Overloaded {
+                component: self.name().to_string(),
+                reason: format!(
+                    "{} calls already running (max_concurrent)",
+                    self.limits().max_concurrent
+                ),
+            })
     }
 
     /// A fresh store with this component's limits and a deadline.
-    fn new_store(&self, stdio: Stdio) -> (Store<HostCtx>, Option<OutputCapture>, Option<OutputCapture>) {
+    fn new_store(
+        &self,
+        stdio: Stdio,
+    ) -> (Store<HostCtx>, Option<OutputCapture>, Option<OutputCapture>) {
         let shared = &self.inner.shared;
         let limits = &shared.limits;
         let mut wasi = WasiCtxBuilder::new();
         let (stdout, stderr) = match stdio {
             Stdio::Capture => {
-                let (o, e) = (OutputCapture::new(limits.output_bytes), OutputCapture::new(limits.output_bytes));
+                let (o, e) = (
+                    OutputCapture::new(limits.output_bytes),
+                    OutputCapture::new(limits.output_bytes),
+                );
                 wasi.stdout(o.clone()).stderr(e.clone());
                 (Some(o), Some(e))
             }
@@ -593,16 +720,27 @@ impl ComponentPre {
         let result = {
             let run = f(&mut store);
             match limits.timeout_at() {
-                Some(_) => tokio::time::timeout(limits.timeout, run).await.map_err(|_| ()),
+                Some(_) => tokio::time::timeout(limits.timeout, run)
+                    .await
+                    .map_err(|_| ()),
                 None => Ok(run.await),
             }
         };
         let value = match result {
             Err(()) => {
-                return Err(Error::Timeout { component: self.name().to_string(), timeout: limits.timeout });
+                return Err(Error::Timeout {
+                    component: self.name().to_string(),
+                    timeout: limits.timeout,
+                });
             }
             Ok(Err(e)) => {
-                return Err(classify(self.name(), e, observed(&store, &stderr), limits, limits.resources));
+                return Err(classify(
+                    self.name(),
+                    e,
+                    observed(&store, &stderr),
+                    limits,
+                    limits.resources,
+                ));
             }
             Ok(Ok(v)) => v,
         };
@@ -643,7 +781,10 @@ fn observed(store: &Store<HostCtx>, stderr: &Option<OutputCapture>) -> Observed 
     Observed {
         memory_refused: ctx.limiter.memory_refused,
         table_refused: ctx.limiter.table_refused,
-        stderr: stderr.as_ref().map(|c| c.last_text(STDERR_TAIL)).unwrap_or_default(),
+        stderr: stderr
+            .as_ref()
+            .map(|c| c.last_text(STDERR_TAIL))
+            .unwrap_or_default(),
     }
 }
 
@@ -656,7 +797,9 @@ fn display_name(info: &ComponentInfo) -> String {
 
 fn check_limits(runtime: &Runtime, name: &str, limits: &Limits) -> Result<()> {
     if limits.fuel.is_some() && !runtime.config().fuel {
-        return Err(Error::FuelNotEnabled { component: name.to_string() });
+        return Err(Error::FuelNotEnabled {
+            component: name.to_string(),
+        });
     }
     if limits.memory > runtime.config().max_memory {
         return Err(Error::Config {
@@ -668,7 +811,9 @@ fn check_limits(runtime: &Runtime, name: &str, limits: &Limits) -> Result<()> {
         });
     }
     if limits.max_concurrent == 0 {
-        return Err(Error::Config { reason: format!("max_concurrent of {name} must be at least 1") });
+        return Err(Error::Config {
+            reason: format!("max_concurrent of {name} must be at least 1"),
+        });
     }
     Ok(())
 }
@@ -683,8 +828,15 @@ fn link_error(name: &str, e: wasmtime::Error) -> Error {
         .map(str::to_string)
         .unwrap_or_else(|| text.clone());
     if text.contains("matching implementation was not found") || text.contains("was not found") {
-        Error::UnsupportedImport { component: name.to_string(), import }
+        Error::UnsupportedImport {
+            component: name.to_string(),
+            import,
+        }
     } else {
-        Error::Host { component: name.to_string(), context: "linking its imports".into(), source: e.into() }
+        Error::Host {
+            component: name.to_string(),
+            context: "linking its imports".into(),
+            source: e.into(),
+        }
     }
 }

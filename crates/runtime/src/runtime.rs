@@ -10,7 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::cache::{CodeCache, Digest, Stats};
-use crate::component::{ComponentInfo, Compiled};
+use crate::component::{Compiled, ComponentInfo};
 use crate::error::{Error, Result};
 use crate::host::HostCtx;
 use crate::prepared::{ComponentPre, PrepareOptions};
@@ -62,14 +62,18 @@ impl Ticker {
                     engine.increment_epoch();
                 }
             })
-            .map_err(|e| Error::Config { reason: format!("cannot start the epoch thread: {e}") })?;
+            .map_err(|e| Error::Config {
+                reason: format!("cannot start the epoch thread: {e}"),
+            })?;
         Ok(Self { stop })
     }
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,7 +84,15 @@ impl Runtime {
         let linker = build_linker(&engine)?;
         let cache = CodeCache::new(&engine, config.cache_dir.as_deref())?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
-        Ok(Self { inner: Arc::new(Inner { engine, linker, cache, config, ticker }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                config,
+                ticker,
+            }),
+        })
     }
 
     /// The wasmtime engine, for embedders that need it directly.
@@ -98,6 +110,12 @@ impl Runtime {
         self.inner.cache.stats()
     }
 
+    /// Drop `digest`'s compiled code from memory (the disk cache keeps it):
+    /// the next [`Runtime::compile`] loads it from disk or recompiles.
+    pub fn evict(&self, digest: &Digest) {
+        self.inner.cache.evict(digest);
+    }
+
     /// The directory that holds this engine's compiled code, if any.
     pub fn cache_dir(&self) -> Option<&Path> {
         self.inner.cache.dir()
@@ -113,13 +131,25 @@ impl Runtime {
     /// typically the file name. Blocks while compiling.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Compiled> {
         let info = ComponentInfo::read(name, bytes)?;
-        let (component, source) = self.inner.cache.get_or_compile(&self.inner.engine, name, info.digest, bytes)?;
+        let (component, source) =
+            self.inner
+                .cache
+                .get_or_compile(&self.inner.engine, name, info.digest, bytes)?;
         let info = info.with_world(&self.inner.engine, &component);
-        Ok(Compiled { component, info: Arc::new(info), source })
+        Ok(Compiled {
+            component,
+            info: Arc::new(info),
+            source,
+        })
     }
 
     /// Compile `bytes` and prepare them for hosting with `options`.
-    pub async fn load(&self, name: &str, bytes: &[u8], options: PrepareOptions) -> Result<ComponentPre> {
+    pub async fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: PrepareOptions,
+    ) -> Result<ComponentPre> {
         let compiled = self.compile(name, bytes)?;
         self.prepare(compiled, options).await
     }
@@ -127,7 +157,11 @@ impl Runtime {
     /// Pre-instantiate a compiled component: link its imports, find its
     /// exports, and for contract components run `metadata` and `init` once
     /// in a probe instance (a failing `init` fails the preparation).
-    pub async fn prepare(&self, compiled: Compiled, options: PrepareOptions) -> Result<ComponentPre> {
+    pub async fn prepare(
+        &self,
+        compiled: Compiled,
+        options: PrepareOptions,
+    ) -> Result<ComponentPre> {
         ComponentPre::new(self.clone(), compiled, options).await
     }
 
@@ -159,7 +193,10 @@ fn build_engine(config: &RuntimeConfig) -> Result<Engine> {
         .total_memories(n.saturating_mul(2))
         .total_tables(n.saturating_mul(8))
         .total_stacks(n)
-        .max_memory_size(usize::try_from(config.max_memory).map_err(|_| bad("max_memory is too large".into()))?)
+        .max_memory_size(
+            usize::try_from(config.max_memory)
+                .map_err(|_| bad("max_memory is too large".into()))?,
+        )
         .table_elements(Limits::default().table_elements as usize)
         .decommit_batch_size(config.decommit_batch_size.max(1));
     let mut c = wasmtime::Config::new();
@@ -175,9 +212,12 @@ fn build_engine(config: &RuntimeConfig) -> Result<Engine> {
 
 fn build_linker(engine: &Engine) -> Result<Linker<HostCtx>> {
     let mut linker = Linker::<HostCtx>::new(engine);
-    let wrap = |e: wasmtime::Error| Error::Config { reason: format!("linking host interfaces: {e:#}") };
+    let wrap = |e: wasmtime::Error| Error::Config {
+        reason: format!("linking host interfaces: {e:#}"),
+    };
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wrap)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wrap)?;
-    crate::bindings::Component::add_to_linker::<HostCtx, HasSelf<HostCtx>>(&mut linker, |c| c).map_err(wrap)?;
+    crate::bindings::Component::add_to_linker::<HostCtx, HasSelf<HostCtx>>(&mut linker, |c| c)
+        .map_err(wrap)?;
     Ok(linker)
 }

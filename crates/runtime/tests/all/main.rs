@@ -1,1 +1,51 @@
+//! Integration tests of the runtime, against real components built from
+//! source by `airssys-wasm-test-guests`.
 
+mod cache;
+mod dynamic;
+mod handler;
+mod limits;
+mod malformed;
+mod worlds;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use airssys_wasm_runtime::{ComponentPre, Limits, Message, PrepareOptions, Runtime, RuntimeConfig};
+
+/// One runtime for the tests that need no special engine settings.
+pub(crate) fn runtime() -> Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| Runtime::new(RuntimeConfig::default().max_instances(64)).unwrap())
+        .clone()
+}
+
+/// Limits sized for tests: small memory, short timeout.
+pub(crate) fn test_limits() -> Limits {
+    Limits::default()
+        .memory(32 << 20)
+        .timeout(Duration::from_secs(10))
+}
+
+pub(crate) fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub(crate) async fn load(path: &str, options: PrepareOptions) -> ComponentPre {
+    load_in(&runtime(), path, options).await
+}
+
+pub(crate) async fn load_in(rt: &Runtime, path: &str, options: PrepareOptions) -> ComponentPre {
+    let name = std::path::Path::new(path)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    rt.load(&name, &read(path), options)
+        .await
+        .unwrap_or_else(|e| panic!("loading {path}: {e}"))
+}
+
+pub(crate) fn text(s: &str) -> Message {
+    Message::new(s.as_bytes().to_vec())
+}

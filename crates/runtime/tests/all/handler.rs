@@ -1,0 +1,140 @@
+//! The contract: execute, lifecycle, config, state, logging, messaging.
+
+use airssys_wasm_runtime::{Error, HealthStatus, Message, PrepareOptions};
+use airssys_wasm_test_guests::{COUNTER, ECHO, MISBEHAVE};
+
+use crate::{load, test_limits, text};
+
+#[tokio::test]
+async fn echo_returns_the_payload_and_adds_a_header() {
+    let echo = load(ECHO, PrepareOptions::default()).await;
+    let input = Message {
+        payload: b"hello \xff bytes".to_vec(),
+        content_type: Some("application/octet-stream".into()),
+        headers: vec![("x-trace".into(), "42".into())],
+    };
+    let out = echo.execute(input).await.unwrap();
+    assert_eq!(out.value.payload, b"hello \xff bytes");
+    assert_eq!(
+        out.value.content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(out.value.header("x-echoed-by"), Some("echo"));
+    assert_eq!(
+        out.logs.len(),
+        1,
+        "echo logs one line per call: {:?}",
+        out.logs
+    );
+    assert_eq!(out.logs[0].level, "info");
+}
+
+#[tokio::test]
+async fn metadata_and_health_come_from_the_component() {
+    let echo = load(ECHO, PrepareOptions::default()).await;
+    let meta = echo.metadata().await.unwrap();
+    assert_eq!(meta.name, "echo");
+    let embedded = echo
+        .info()
+        .metadata
+        .clone()
+        .expect("echo carries its metadata in a custom section");
+    assert_eq!(embedded.name, meta.name);
+    assert_eq!(embedded.version, meta.version);
+    assert!(matches!(
+        echo.health().await.unwrap(),
+        HealthStatus::Healthy
+    ));
+}
+
+#[tokio::test]
+async fn counter_keeps_state_across_calls_but_not_across_preparations() {
+    let counter = load(COUNTER, PrepareOptions::default()).await;
+    for expected in 1..=3 {
+        let out = counter.execute(text("")).await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.value.payload),
+            expected.to_string()
+        );
+    }
+    assert!(counter.state_bytes() > 0);
+    assert_eq!(
+        counter.info().capabilities,
+        vec!["system-call:state".to_string()]
+    );
+    let fresh = load(COUNTER, PrepareOptions::default()).await;
+    let out = fresh.execute(text("")).await.unwrap();
+    assert_eq!(out.value.payload, b"1");
+}
+
+#[tokio::test]
+async fn concurrent_increments_are_not_lost() {
+    let counter = load(COUNTER, PrepareOptions::default()).await;
+    let calls = (0..20).map(|_| {
+        let c = counter.clone();
+        tokio::spawn(async move { c.execute(text("")).await.map(|o| o.value.payload) })
+    });
+    let mut seen: Vec<u64> = Vec::new();
+    for call in calls {
+        let payload = call.await.unwrap().unwrap();
+        seen.push(String::from_utf8(payload).unwrap().parse().unwrap());
+    }
+    seen.sort();
+    assert_eq!(seen, (1..=20).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn config_is_served_to_the_guest() {
+    let guest = load(
+        MISBEHAVE,
+        PrepareOptions::default().limits(test_limits()).config(vec![
+            ("colour".into(), "blue".into()),
+            ("size".into(), "3".into()),
+        ]),
+    )
+    .await;
+    let out = guest.execute(text("config")).await.unwrap();
+    let body = String::from_utf8(out.value.payload).unwrap();
+    assert!(body.contains("colour=blue"), "{body}");
+    assert!(body.contains("size=3"), "{body}");
+}
+
+#[tokio::test]
+async fn a_failing_init_fails_preparation() {
+    let rt = crate::runtime();
+    let bytes = crate::read(MISBEHAVE);
+    let err = rt
+        .load(
+            "misbehave.wasm",
+            &bytes,
+            PrepareOptions::default()
+                .limits(test_limits())
+                .config(vec![("fail-init".into(), "true".into())]),
+        )
+        .await
+        .err()
+        .expect("init refuses fail-init=true");
+    assert!(matches!(err, Error::InitFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("refused to start"), "{err}");
+}
+
+#[tokio::test]
+async fn the_guest_sees_an_empty_environment() {
+    let guest = load(MISBEHAVE, PrepareOptions::default().limits(test_limits())).await;
+    // SAFETY of the test: the host's environment is not empty.
+    assert!(std::env::vars().next().is_some());
+    let out = guest.execute(text("env")).await.unwrap();
+    assert_eq!(out.value.payload, b"", "no environment variable is granted");
+}
+
+#[tokio::test]
+async fn a_typed_guest_error_is_not_a_trap() {
+    let guest = load(MISBEHAVE, PrepareOptions::default().limits(test_limits())).await;
+    let err = guest.execute(text("no-such-command")).await.unwrap_err();
+    assert!(matches!(err, Error::Guest { .. }), "{err:?}");
+    // And the component still works.
+    assert_eq!(
+        guest.execute(text("echo")).await.unwrap().value.payload,
+        b"echo"
+    );
+}

@@ -1,0 +1,64 @@
+//! `airssys-wasm compile`: fill the compiled-code cache.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use airssys_wasm_runtime::Source;
+use anyhow::bail;
+use serde_json::json;
+
+use super::{read_component, runtime};
+use crate::output::{InputError, print_json};
+
+/// Arguments of `compile`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The component file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> {
+    if cache_dir.is_none() {
+        bail!(InputError(
+            "compile fills the cache, but --no-cache was given".into()
+        ));
+    }
+    let (name, bytes) = read_component(&args.file)?;
+    let rt = runtime(cache_dir, false)?;
+    let start = Instant::now();
+    let compiled = rt.compile(&name, &bytes)?;
+    let elapsed = start.elapsed();
+    let digest = compiled.info.digest;
+    let entry = rt
+        .cache_entry(&digest)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let source = match compiled.source {
+        Source::Compiled => "compiled",
+        Source::Memory | Source::Disk => "cached",
+    };
+    if args.json {
+        print_json(&json!({
+            "file": args.file.display().to_string(),
+            "digest": digest.to_string(),
+            "source": source,
+            "elapsed_ms": elapsed.as_secs_f64() * 1e3,
+            "cache_entry": entry,
+        }))?;
+    } else if compiled.source == Source::Compiled {
+        println!(
+            "compiled {name} ({digest}) in {:.1} ms",
+            elapsed.as_secs_f64() * 1e3
+        );
+        println!("cached at {entry}");
+    } else {
+        println!("{name} ({digest}) was already compiled");
+        println!("cached at {entry}");
+    }
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,62 @@
+//! `airssys-wasm inspect`: what a component is, without running it.
+
+use std::path::PathBuf;
+
+use airssys_wasm_runtime::wit_text;
+use serde_json::json;
+
+use super::{read_component, runtime};
+use crate::output::print_json;
+
+/// Arguments of `inspect`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The component file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> {
+    let (name, bytes) = read_component(&args.file)?;
+    let rt = runtime(cache_dir, false)?;
+    // Compiling validates the whole component and gives its world; the
+    // cache makes a second look instant.
+    let compiled = rt.compile(&name, &bytes)?;
+    let info = &compiled.info;
+    let wit = wit_text(&name, &bytes)?;
+    if args.json {
+        let mut v = serde_json::to_value(info.as_ref())?;
+        v["wit"] = json!(wit);
+        print_json(&v)?;
+        return Ok(crate::exit::OK);
+    }
+    println!("file:         {}", args.file.display());
+    println!("digest:       {}", info.digest);
+    println!("size:         {} bytes", info.size);
+    println!("world:        {}", info.kind);
+    if let Some(m) = &info.metadata {
+        println!("name:         {}", m.name);
+        println!("version:      {}", m.version);
+        if !m.description.is_empty() {
+            println!("description:  {}", m.description);
+        }
+    }
+    if info.metadata.is_some() || !info.capabilities.is_empty() {
+        let caps = if info.capabilities.is_empty() {
+            "(none)".to_string()
+        } else {
+            info.capabilities.join(", ")
+        };
+        println!("capabilities: {caps}");
+    }
+    println!();
+    print!("{wit}");
+    if !wit.ends_with('\n') {
+        println!();
+    }
+    Ok(crate::exit::OK)
+}

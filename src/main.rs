@@ -1,0 +1,131 @@
+//! `airssys-wasm`: run, call, inspect and compile WebAssembly components.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit statuses, also listed in `--help`.
+pub(crate) mod exit {
+    /// The command did what was asked.
+    pub const OK: u8 = 0;
+    /// The component failed: it trapped, timed out, hit a limit or returned
+    /// an error.
+    pub const COMPONENT: u8 = 1;
+    /// The command line was invalid.
+    pub const USAGE: u8 = 2;
+    /// An input was unusable: a file could not be read, is not a valid
+    /// component, or arguments did not fit the function's types.
+    pub const INPUT: u8 = 3;
+}
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success (for `run`: the component's own exit status is returned)
+  1  the component failed: trap, timeout, limit exceeded, or an error it returned
+  2  invalid command line
+  3  unusable input: unreadable file, not a valid component, arguments that do not fit
+
+Environment:
+  AIRSSYS_CACHE_DIR  where compiled code is kept (default: $XDG_CACHE_HOME/airssys-wasm,
+                     else ~/.cache/airssys-wasm)
+  RUST_LOG           host log filter, e.g. `debug` or `airssys_wasm_runtime=trace`";
+
+/// Run, call, inspect and compile WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "airssys-wasm", version, about, after_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    /// Keep compiled code in this directory.
+    #[arg(long, global = true, env = "AIRSSYS_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Do not read or write the compiled-code cache.
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    no_cache: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a wasi:cli/command component, like `wasmtime run`.
+    Run(commands::run::Args),
+    /// Call a component: its handler, or any exported function by name.
+    Call(commands::call::Args),
+    /// Show a component's digest, world, metadata and capabilities.
+    Inspect(commands::inspect::Args),
+    /// Compile a component into the cache, so later runs start at once.
+    Compile(commands::compile::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::COMPONENT);
+        }
+    };
+    let cache_dir = if cli.no_cache {
+        None
+    } else {
+        cli.cache_dir.clone().or_else(default_cache_dir)
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => commands::run::main(args, cache_dir).await,
+            Command::Call(args) => commands::call::main(args, cache_dir).await,
+            Command::Inspect(args) => commands::inspect::main(args, cache_dir).await,
+            Command::Compile(args) => commands::compile::main(args, cache_dir).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {}", output::error_chain(&e));
+            ExitCode::from(output::exit_code(&e))
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("airssys-wasm"))
+}

@@ -1,0 +1,62 @@
+//! How the CLI prints: one `error: ...` line with the cause chain, exit
+//! codes by error kind, JSON when asked.
+
+use airssys_wasm_runtime::Error;
+
+use crate::exit;
+
+/// The error and its causes on one line, without repeating a cause that
+/// the message already contains.
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+/// The exit status for an error, by what the user must fix.
+pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
+        Some(
+            Error::NotAComponent { .. }
+            | Error::InvalidComponent { .. }
+            | Error::UnsupportedImport { .. }
+            | Error::MissingExport { .. }
+            | Error::AmbiguousFunction { .. }
+            | Error::InvalidArguments { .. }
+            | Error::Io { .. }
+            | Error::Config { .. }
+            | Error::FuelNotEnabled { .. }
+            | Error::Unsupported { .. },
+        ) => exit::INPUT,
+        Some(_) => exit::COMPONENT,
+        None if e.chain().any(|c| c.downcast_ref::<InputError>().is_some()) => exit::INPUT,
+        None => exit::COMPONENT,
+    }
+}
+
+/// A problem with what the user gave the CLI (a file, a flag's value).
+#[derive(Debug)]
+pub(crate) struct InputError(pub String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Print `value` as pretty JSON on stdout.
+pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
