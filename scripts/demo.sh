@@ -27,8 +27,8 @@ show call "$wasm/counter.wasm"; echo
 show inspect "$wasm/hello-cli.wasm"
 show run "$wasm/hello-cli.wasm" -- one two three
 
-show inspect "$wasm/hello-http.wasm"
-show call "$wasm/hello-http.wasm" --path /greetings
-show compile "$wasm/hello-http.wasm"
+show inspect "$wasm/hello_http.wasm"
+show call "$wasm/hello_http.wasm" --path /greetings
+show compile "$wasm/hello_http.wasm"
 echo
 echo "Done. Try: $aw --help"

@@ -1,5 +1,12 @@
 //! The `airssys-wasm` binary end to end, on real components.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests and their helpers fail by panicking"
+)]
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 

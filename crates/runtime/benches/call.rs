@@ -7,7 +7,12 @@
 //! engine configuration, and calls echo's `execute` with 64 bytes.
 
 #![allow(missing_docs, reason = "benchmark binary")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark binary")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark binary"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,6 +89,31 @@ enum RawError {
     Failed(String),
 }
 
+#[derive(
+    wasmtime::component::ComponentType,
+    wasmtime::component::Lift,
+    wasmtime::component::Lower,
+    Clone,
+    Copy,
+)]
+#[component(enum)]
+#[repr(u8)]
+#[allow(dead_code, reason = "only the shape matters for lifting")]
+enum RawLevel {
+    #[component(name = "trace")]
+    Trace,
+    #[component(name = "debug")]
+    Debug,
+    #[component(name = "info")]
+    Info,
+    #[component(name = "warn")]
+    Warn,
+    #[component(name = "error")]
+    Error,
+    #[component(name = "critical")]
+    Critical,
+}
+
 struct RawCtx {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -105,25 +135,41 @@ struct Raw {
     execute: ComponentExportIndex,
 }
 
-fn raw_engine() -> Engine {
-    // The same engine settings as `Runtime::new(RuntimeConfig::default())`.
+/// The engine `Runtime::new` builds, with the slot-recycling settings `t`.
+fn raw_engine(t: Tuning) -> Engine {
+    let Tuning {
+        cow,
+        batch,
+        resident,
+        pagemap,
+    } = t;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(1000)
         .total_core_instances(8000)
         .total_memories(2000)
         .total_tables(8000)
         .total_stacks(1000)
-        .table_elements(100_000);
+        .table_elements(100_000)
+        .decommit_batch_size(batch)
+        .linear_memory_keep_resident(resident)
+        .table_keep_resident(resident)
+        .async_stack_keep_resident(resident)
+        .pagemap_scan(if pagemap {
+            wasmtime::Enabled::Auto
+        } else {
+            wasmtime::Enabled::No
+        });
     let mut c = wasmtime::Config::new();
     c.wasm_component_model(true)
         .epoch_interruption(true)
+        .memory_init_cow(cow)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&c).unwrap()
 }
 
 impl Raw {
-    fn new(bytes: &[u8]) -> Self {
-        let engine = raw_engine();
+    fn new(bytes: &[u8], t: Tuning) -> Self {
+        let engine = raw_engine(t);
         let ticker = engine.clone();
         std::thread::spawn(move || {
             loop {
@@ -140,7 +186,7 @@ impl Raw {
             .unwrap()
             .func_wrap(
                 "log",
-                |_, (_level, _ctx, _msg): (wasmtime::component::Val, String, String)| Ok(()),
+                |_, (_level, _ctx, _msg): (RawLevel, String, String)| Ok(()),
             )
             .ok();
         let pre = linker.instantiate_pre(&component).unwrap();
@@ -188,8 +234,20 @@ fn payload() -> Vec<u8> {
     vec![b'x'; 64]
 }
 
-fn ours(rt: &tokio::runtime::Runtime, bytes: &[u8]) -> ComponentPre {
-    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+/// Engine settings that decide how instance slots are recycled.
+#[derive(Clone, Copy)]
+struct Tuning {
+    cow: bool,
+    batch: usize,
+    resident: usize,
+    pagemap: bool,
+}
+
+fn ours(rt: &tokio::runtime::Runtime, bytes: &[u8], t: Tuning) -> ComponentPre {
+    let config = RuntimeConfig::default()
+        .memory_init(t.cow, t.batch)
+        .keep_resident(t.resident, t.pagemap);
+    let runtime = Runtime::new(config).unwrap();
     rt.block_on(runtime.load("echo.wasm", bytes, PrepareOptions::default()))
         .unwrap()
 }
@@ -237,57 +295,99 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
 
-    let raw = Arc::new(Raw::new(&bytes));
-    let ours = ours(&rt, &bytes);
+    let only = std::env::var("AIRSSYS_BENCH_TUNING").ok();
+    // Three ways to recycle instance slots: wasmtime's defaults; copying
+    // memory instead of mapping it with batched decommits (the setting of
+    // docs/measured figures); and ours, `RuntimeConfig::default()`.
+    let tunings = [
+        (
+            "wasmtime defaults",
+            Tuning {
+                cow: true,
+                batch: 1,
+                resident: 0,
+                pagemap: false,
+            },
+        ),
+        (
+            "no-cow+batch32",
+            Tuning {
+                cow: false,
+                batch: 32,
+                resident: 0,
+                pagemap: false,
+            },
+        ),
+        (
+            "airssys defaults",
+            Tuning {
+                cow: true,
+                batch: 32,
+                resident: 1 << 20,
+                pagemap: true,
+            },
+        ),
+    ];
+    for (label, t) in tunings {
+        if only.as_deref().is_some_and(|o| o != label) {
+            continue;
+        }
+        let raw = Arc::new(Raw::new(&bytes, t));
+        let ours = ours(&rt, &bytes, t);
 
-    let mut g = c.benchmark_group("echo: fresh instance + call (64 B)");
-    g.bench_function("a raw wasmtime", |b| {
-        b.iter(|| {
-            rt.block_on(raw.call(RawMessage {
-                payload: payload(),
-                content_type: None,
-                headers: vec![],
-            }))
-        })
-    });
-    g.bench_function("b airssys-wasm", |b| {
-        b.iter(|| rt.block_on(ours.execute(Message::new(payload()))).unwrap())
-    });
-    g.finish();
+        let mut g = c.benchmark_group(format!(
+            "echo 64 B, fresh instance + call, 1 thread, {label}"
+        ));
+        g.bench_function("a raw wasmtime", |b| {
+            b.iter(|| {
+                rt.block_on(raw.call(RawMessage {
+                    payload: payload(),
+                    content_type: None,
+                    headers: vec![],
+                }))
+            })
+        });
+        g.bench_function("b airssys-wasm", |b| {
+            b.iter(|| rt.block_on(ours.execute(Message::new(payload()))).unwrap())
+        });
+        g.finish();
 
-    let mut g = c.benchmark_group("echo: two threads, time per call");
-    g.bench_function("d raw wasmtime", |b| {
-        b.iter_custom(|iters| {
-            on_two_threads(iters, || {
-                let raw = raw.clone();
-                move || {
+        let mut g = c.benchmark_group(format!(
+            "echo 64 B, fresh instance + call, 2 threads, {label}"
+        ));
+        g.bench_function("d raw wasmtime", |b| {
+            b.iter_custom(|iters| {
+                on_two_threads(iters, || {
                     let raw = raw.clone();
-                    async move {
-                        raw.call(RawMessage {
-                            payload: payload(),
-                            content_type: None,
-                            headers: vec![],
-                        })
-                        .await;
+                    move || {
+                        let raw = raw.clone();
+                        async move {
+                            raw.call(RawMessage {
+                                payload: payload(),
+                                content_type: None,
+                                headers: vec![],
+                            })
+                            .await;
+                        }
                     }
-                }
+                })
             })
-        })
-    });
-    g.bench_function("d airssys-wasm", |b| {
-        b.iter_custom(|iters| {
-            on_two_threads(iters, || {
-                let ours = ours.clone();
-                move || {
+        });
+        g.bench_function("d airssys-wasm", |b| {
+            b.iter_custom(|iters| {
+                on_two_threads(iters, || {
                     let ours = ours.clone();
-                    async move {
-                        ours.execute(Message::new(payload())).await.unwrap();
+                    move || {
+                        let ours = ours.clone();
+                        async move {
+                            ours.execute(Message::new(payload())).await.unwrap();
+                        }
                     }
-                }
+                })
             })
-        })
-    });
-    g.finish();
+        });
+        g.finish();
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let cached = Runtime::new(

@@ -35,16 +35,27 @@ pub struct RuntimeConfig {
     /// A component's own [`Limits::memory`] must not exceed it.
     pub max_memory: u64,
     /// Initialize linear memories copy-on-write from the compiled image
-    /// (default on, wasmtime's default). Off is faster and scales across
-    /// threads for small components (a Rust echo: 12-20 µs instead of
-    /// 18-31 µs, and two threads scale) but costs large components (an 18 MB
-    /// Python component) about 8x per instantiation. See
-    /// `docs/benchmarks.md`.
+    /// (default on, wasmtime's default): instantiation maps the image
+    /// instead of copying it, which keeps large components (an 18 MB Python
+    /// component) fast to instantiate.
     pub memory_init_cow: bool,
-    /// How many freed instance slots are decommitted together (default 1,
-    /// wasmtime's default). Batching (e.g. 32) takes the process-wide
-    /// memory-map lock less often.
+    /// How many freed instance slots are decommitted together (default 32;
+    /// wasmtime's default is 1). Batching takes the process-wide memory-map
+    /// lock, and interrupts the other cores, less often.
     pub decommit_batch_size: usize,
+    /// Bytes of each freed memory, table and async stack slot to reset in
+    /// place and keep resident instead of returning them to the kernel
+    /// (default 1 MiB; wasmtime's default is 0). Together with
+    /// [`RuntimeConfig::pagemap_scan`] this removes the page faults and
+    /// memory-map system calls of instantiating a small component: the echo
+    /// benchmark goes from 35 µs to 11 µs a call on one thread, and two
+    /// threads scale instead of slowing down (`docs/benchmarks.md`). At most
+    /// this much per warm slot stays resident.
+    pub keep_resident: usize,
+    /// Reset memory slots with Linux's `PAGEMAP_SCAN` where the kernel has it
+    /// (6.7+), touching only the pages a guest dirtied (default on; wasmtime's
+    /// default is off). Ignored where unavailable.
+    pub pagemap_scan: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -57,7 +68,9 @@ impl Default for RuntimeConfig {
             max_instances: 1000,
             max_memory: 4 << 30,
             memory_init_cow: true,
-            decommit_batch_size: 1,
+            decommit_batch_size: 32,
+            keep_resident: 1 << 20,
+            pagemap_scan: true,
         }
     }
 }
@@ -96,6 +109,14 @@ impl RuntimeConfig {
     /// Set the largest linear memory any component may be given.
     pub fn max_memory(mut self, bytes: u64) -> Self {
         self.max_memory = bytes;
+        self
+    }
+
+    /// Keep `bytes` of each freed slot resident, and use `PAGEMAP_SCAN`
+    /// where the kernel has it.
+    pub fn keep_resident(mut self, bytes: usize, pagemap_scan: bool) -> Self {
+        self.keep_resident = bytes;
+        self.pagemap_scan = pagemap_scan;
         self
     }
 

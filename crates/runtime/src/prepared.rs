@@ -121,6 +121,14 @@ struct PreInner {
     permits: Arc<Semaphore>,
 }
 
+/// An exported function found by name, with its types.
+struct Resolved {
+    name: String,
+    index: ComponentExportIndex,
+    params: Vec<(String, wasmtime::component::types::Type)>,
+    results: Vec<wasmtime::component::types::Type>,
+}
+
 /// Where a store's stdio goes.
 enum Stdio {
     /// Captured, bounded (handler and dynamic calls).
@@ -372,7 +380,12 @@ impl ComponentPre {
         function: &str,
         args: &serde_json::Value,
     ) -> Result<CallOutput<serde_json::Value>> {
-        let (full, index, params, results) = self.resolve_function(function)?;
+        let Resolved {
+            name: full,
+            index,
+            params,
+            results,
+        } = self.resolve_function(function)?;
         let vals =
             dynamic::json_args(&full, &params, args).map_err(|reason| Error::InvalidArguments {
                 function: full.clone(),
@@ -395,7 +408,12 @@ impl ComponentPre {
             function: call.to_string(),
             reason: format!("not a WAVE function call (expected `name(arg, ...)`): {e}"),
         })?;
-        let (full, index, params, results) = self.resolve_function(parsed.name())?;
+        let Resolved {
+            name: full,
+            index,
+            params,
+            results,
+        } = self.resolve_function(parsed.name())?;
         let types: Vec<_> = params.iter().map(|(_, t)| t.clone()).collect();
         let vals: Vec<Val> =
             parsed
@@ -433,16 +451,7 @@ impl ComponentPre {
     }
 
     /// Find a function and its types; refuse resources up front.
-    fn resolve_function(
-        &self,
-        wanted: &str,
-    ) -> Result<(
-        String,
-        ComponentExportIndex,
-        Vec<(String, wasmtime::component::types::Type)>,
-        Vec<wasmtime::component::types::Type>,
-    )> {
-        let engine = self.inner.runtime.engine();
+    fn resolve_function(&self, wanted: &str) -> Result<Resolved> {
         let component = &self.inner.compiled.component;
         let all = self.functions();
         let full = dynamic::match_function(&all, wanted).map_err(|candidates| {
@@ -493,8 +502,12 @@ impl ComponentPre {
                 });
             }
         }
-        let _ = engine;
-        Ok((full, index, params, results))
+        Ok(Resolved {
+            name: full,
+            index,
+            params,
+            results,
+        })
     }
 
     /// Run a `wasi:cli/command` component like `wasmtime run`: `args` become
@@ -514,7 +527,7 @@ impl ComponentPre {
         let out = self
             .with_store(Stdio::Inherit { args }, async move |store| {
                 let cmd = command.instantiate_async(&mut *store).await?;
-                Ok(cmd.wasi_cli_run().call_run(&mut *store).await?)
+                cmd.wasi_cli_run().call_run(&mut *store).await
             })
             .await;
         match out {

@@ -198,7 +198,15 @@ fn build_engine(config: &RuntimeConfig) -> Result<Engine> {
                 .map_err(|_| bad("max_memory is too large".into()))?,
         )
         .table_elements(Limits::default().table_elements as usize)
-        .decommit_batch_size(config.decommit_batch_size.max(1));
+        .decommit_batch_size(config.decommit_batch_size.max(1))
+        .linear_memory_keep_resident(config.keep_resident)
+        .table_keep_resident(config.keep_resident)
+        .async_stack_keep_resident(config.keep_resident)
+        .pagemap_scan(if config.pagemap_scan {
+            wasmtime::Enabled::Auto
+        } else {
+            wasmtime::Enabled::No
+        });
     let mut c = wasmtime::Config::new();
     c.wasm_component_model(true)
         .epoch_interruption(true)

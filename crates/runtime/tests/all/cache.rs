@@ -31,7 +31,11 @@ fn a_second_process_loads_from_disk_without_compiling() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(entry.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(entry.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode & 0o077, 0, "cache dir is private, got {mode:o}");
     }
 

@@ -1,6 +1,13 @@
 //! Integration tests of the runtime, against real components built from
 //! source by `airssys-wasm-test-guests`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests and their helpers fail by panicking"
+)]
+
 mod cache;
 mod dynamic;
 mod handler;

@@ -1,0 +1,17 @@
+use airssys_wasm_sdk::{ComponentError, Handler, Message, component};
+
+#[component(
+    name = "echo",
+    version = "0.1.0",
+    description = "Echoes",
+    capabilities = [r#"custom:acme:ledger:{"accounts":}"#],
+)]
+struct Echo;
+
+impl Handler for Echo {
+    fn execute(input: Message) -> Result<Message, ComponentError> {
+        Ok(input)
+    }
+}
+
+fn main() {}

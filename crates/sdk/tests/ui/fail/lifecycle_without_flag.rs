@@ -1,0 +1,14 @@
+use airssys_wasm_sdk::{ComponentError, Handler, Lifecycle, Message, component};
+
+#[component(name = "echo", version = "0.1.0", description = "Echoes")]
+struct Echo;
+
+impl Lifecycle for Echo {}
+
+impl Handler for Echo {
+    fn execute(input: Message) -> Result<Message, ComponentError> {
+        Ok(input)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use airssys_wasm_sdk::component;
+
+#[component(name = "echo", version = "0.1.0", description = "Echoes")]
+struct Echo;
+
+fn main() {}

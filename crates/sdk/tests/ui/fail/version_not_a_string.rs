@@ -1,0 +1,12 @@
+use airssys_wasm_sdk::{ComponentError, Handler, Message, component};
+
+#[component(name = "echo", version = 1, description = "Echoes")]
+struct Echo;
+
+impl Handler for Echo {
+    fn execute(input: Message) -> Result<Message, ComponentError> {
+        Ok(input)
+    }
+}
+
+fn main() {}

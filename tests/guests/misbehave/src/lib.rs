@@ -1,0 +1,168 @@
+//! A test component that misbehaves on request, so the host's limits and
+//! isolation can be tested against a real guest. The payload text is the
+//! command:
+//!
+//! | payload     | does                                                        |
+//! | ----------- | ----------------------------------------------------------- |
+//! | `echo`      | answers the input unchanged                                 |
+//! | `loop`      | loops forever                                               |
+//! | `grow`      | allocates 1 MiB blocks until an allocation fails (a trap)   |
+//! | `recurse`   | recurses without end (stack overflow)                       |
+//! | `panic`     | panics with `misbehave: asked to panic`                     |
+//! | `output`    | writes 10 MiB to stdout and 10 MiB to stderr                |
+//! | `sleep`     | sleeps 30 s (blocks in the host)                            |
+//! | `files`     | creates pollables and keeps them until the host refuses     |
+//! | `log-flood` | logs 1024 lines of 64 KiB                                   |
+//! | `state-big` | stores a 10 MiB value in state, answers with the error text |
+//! | `config`    | answers with its configuration as `key=value` lines         |
+//! | `exit`      | exits with code 3                                           |
+//! | `env`       | answers with its environment as `KEY=VALUE` lines           |
+//!
+//! `init` fails with `invalid-input` when the configuration sets
+//! `fail-init` to `true`.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::time::Duration;
+
+use airssys_wasm_sdk::{
+    ComponentError, Handler, Lifecycle, Message, component, config, log, state,
+};
+
+const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, config, exit, env";
+const MIB: usize = 1 << 20;
+
+#[component(
+    name = "misbehave",
+    version = "0.1.0",
+    description = "Misbehaves on request, to test the host's limits",
+    capabilities = ["system-call:state", "system-call:config"],
+    lifecycle,
+)]
+struct Misbehave;
+
+impl Lifecycle for Misbehave {
+    fn init(config: Vec<(String, String)>) -> Result<(), ComponentError> {
+        if config
+            .iter()
+            .any(|(key, value)| key == "fail-init" && value == "true")
+        {
+            return Err(ComponentError::InvalidInput(
+                "misbehave: init refused because `fail-init` is `true`".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Handler for Misbehave {
+    fn execute(input: Message) -> Result<Message, ComponentError> {
+        let command = input.payload_str()?.trim().to_owned();
+        match command.as_str() {
+            "echo" => Ok(input),
+            "loop" => endless_loop(),
+            "grow" => grow(),
+            "recurse" => Ok(Message::text(recurse(0).to_string())),
+            "panic" => asked_to_panic(),
+            "output" => Ok(Message::text(output())),
+            "sleep" => {
+                std::thread::sleep(Duration::from_secs(30));
+                Ok(Message::text("slept 30 s"))
+            }
+            "files" => Ok(Message::text(hoard_resources())),
+            "log-flood" => Ok(Message::text(log_flood())),
+            "state-big" => Ok(Message::text(state_big())),
+            "config" => {
+                let pairs = config::get_all()?;
+                Ok(Message::text(lines(pairs)))
+            }
+            "exit" => std::process::exit(3),
+            "env" => Ok(Message::text(lines(std::env::vars()))),
+            other => Err(ComponentError::InvalidInput(format!(
+                "unknown command `{other}`; send one of {COMMANDS}"
+            ))),
+        }
+    }
+}
+
+fn endless_loop() -> ! {
+    let mut spins = 0_u64;
+    loop {
+        spins = black_box(spins.wrapping_add(1));
+    }
+}
+
+/// Allocates (and touches, so the pages are really committed) 1 MiB blocks
+/// until an allocation fails. A failed allocation aborts, so this traps once
+/// the host refuses to grow the memory.
+fn grow() -> ! {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        blocks.push(black_box(vec![0xA5; MIB]));
+    }
+}
+
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 32]);
+    if black_box(depth < u64::MAX) {
+        recurse(depth + 1).wrapping_add(frame[7])
+    } else {
+        frame[0]
+    }
+}
+
+#[expect(clippy::panic, reason = "panicking is this command's whole point")]
+fn asked_to_panic() -> ! {
+    panic!("misbehave: asked to panic")
+}
+
+fn output() -> String {
+    let chunk = [b'x'; 64 * 1024];
+    let mut written = 0_usize;
+    for _ in 0..(10 * MIB / chunk.len()) {
+        let out = std::io::stdout().write_all(&chunk);
+        let err = std::io::stderr().write_all(&chunk);
+        if out.is_err() || err.is_err() {
+            break;
+        }
+        written += chunk.len();
+    }
+    let _ = std::io::stdout().flush();
+    format!("wrote {written} bytes to stdout and to stderr")
+}
+
+/// Host resources (monotonic-clock pollables) kept alive until the host
+/// refuses to make more, which traps.
+fn hoard_resources() -> String {
+    let mut kept = Vec::new();
+    loop {
+        kept.push(wasip2::clocks::monotonic_clock::subscribe_duration(
+            60_000_000_000,
+        ));
+        if kept.len() == usize::MAX {
+            return format!("created {} pollables", kept.len());
+        }
+    }
+}
+
+fn log_flood() -> String {
+    let line = "L".repeat(64 * 1024);
+    for _ in 0..1024 {
+        log::info(&line);
+    }
+    "logged 1024 lines of 64 KiB".to_owned()
+}
+
+fn state_big() -> String {
+    match state::set("big", &vec![0x5A; 10 * MIB]) {
+        Ok(()) => "stored 10 MiB".to_owned(),
+        Err(err) => ComponentError::from(err).to_string(),
+    }
+}
+
+fn lines(pairs: impl IntoIterator<Item = (String, String)>) -> String {
+    pairs
+        .into_iter()
+        .map(|(key, value)| format!("{key}={value}\n"))
+        .collect()
+}
