@@ -402,6 +402,15 @@ fn bench(c: &mut Criterion) {
     g.bench_function("c compile from bytes", |b| {
         b.iter(|| Component::new(cached.engine(), &bytes).unwrap())
     });
+    let artifact = Component::new(cached.engine(), &bytes)
+        .unwrap()
+        .serialize()
+        .unwrap();
+    g.bench_function("c raw wasmtime deserialize (no checks)", |b| {
+        // SAFETY: bytes serialized by this engine just above.
+        #[allow(unsafe_code, reason = "the raw baseline of the cache load")]
+        b.iter(|| unsafe { Component::deserialize(cached.engine(), &artifact) }.unwrap())
+    });
     g.bench_function("c load from the disk cache", |b| {
         b.iter(|| {
             cached.evict(&digest);
