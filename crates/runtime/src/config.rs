@@ -212,6 +212,12 @@ impl Limits {
         self
     }
 
+    /// Set the number of elements a table may grow to.
+    pub fn table_elements(mut self, n: u32) -> Self {
+        self.table_elements = n;
+        self
+    }
+
     /// Set the number of host resources an instance may hold.
     pub fn resources(mut self, n: usize) -> Self {
         self.resources = n;

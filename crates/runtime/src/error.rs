@@ -320,8 +320,8 @@ pub(crate) fn classify(
     err: wasmtime::Error,
     observed: Observed,
     limits: &crate::Limits,
-    resource_capacity: usize,
 ) -> Error {
+    let resource_capacity = limits.resources;
     let component = component.to_string();
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return Error::Exit {

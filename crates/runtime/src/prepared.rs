@@ -597,13 +597,7 @@ impl ComponentPre {
             };
             match r {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(classify(
-                    &component,
-                    e,
-                    observed(&store, &stderr),
-                    &limits,
-                    limits.resources,
-                )),
+                Ok(Err(e)) => Err(classify(&component, e, observed(&store, &stderr), &limits)),
                 Err(_) => Err(Error::Timeout {
                     component,
                     timeout: limits.timeout,
@@ -747,13 +741,7 @@ impl ComponentPre {
                 });
             }
             Ok(Err(e)) => {
-                return Err(classify(
-                    self.name(),
-                    e,
-                    observed(&store, &stderr),
-                    limits,
-                    limits.resources,
-                ));
+                return Err(classify(self.name(), e, observed(&store, &stderr), limits));
             }
             Ok(Ok(v)) => v,
         };

@@ -2,6 +2,7 @@
 
 use airssys_wasm_runtime::{Error, PrepareOptions, WorldKind};
 use airssys_wasm_test_guests::ECHO;
+use serde_json::json;
 
 use crate::{read, runtime};
 
@@ -140,4 +141,63 @@ async fn a_missing_export_lists_what_exists() {
             .contains("call one of its functions by name"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn tables_cannot_grow_past_the_limit() {
+    // `table.grow` answers -1 when refused: the guest sees the refusal, the
+    // host holds no more than the limit.
+    let bytes = wat::parse_str(
+        r#"(component
+            (core module $m
+                (table $t 1 funcref)
+                (func (export "grow") (param i32) (result i32)
+                    (table.grow $t (ref.null func) (local.get 0))))
+            (core instance $i (instantiate $m))
+            (func (export "grow") (param "n" u32) (result s32) (canon lift (core func $i "grow")))
+        )"#,
+    )
+    .unwrap();
+    let limits = crate::test_limits().table_elements(1000);
+    let pre = runtime()
+        .load(
+            "tables.wat",
+            &bytes,
+            PrepareOptions::default().limits(limits),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        pre.call_json("grow", &json!([999])).await.unwrap().value,
+        json!(1),
+        "old size"
+    );
+    assert_eq!(
+        pre.call_json("grow", &json!([1000])).await.unwrap().value,
+        json!(-1),
+        "refused"
+    );
+}
+
+#[tokio::test]
+async fn metadata_that_disagrees_with_the_binary_is_refused() {
+    // Rename the component in its custom section only: `metadata()` still
+    // answers "echo", the section says "ekho".
+    let mut bytes = read(ECHO);
+    let find = |bytes: &[u8], needle: &[u8], from: usize| {
+        bytes[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    };
+    let section = find(&bytes, b"airssys:metadata", 0).expect("echo carries airssys:metadata");
+    let needle = br#""name":"echo""#;
+    let at = find(&bytes, needle, section).expect("the section names echo");
+    bytes[at..at + needle.len()].copy_from_slice(br#""name":"ekho""#);
+    let err = load_err(&bytes).await;
+    assert!(
+        matches!(err, Error::MetadataMismatch { field: "name", .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("rebuild the component"), "{err}");
 }
