@@ -681,9 +681,11 @@ impl ComponentPre {
         let ctx = HostCtx::new(wasi.build(), shared.clone());
         let mut store = Store::new(self.inner.runtime.engine(), ctx);
         store.limiter(|c| &mut c.limiter);
-        if let Some(fuel) = limits.fuel {
-            // Checked at preparation: fuel is on in this engine.
-            let _ = store.set_fuel(fuel);
+        if self.inner.runtime.config().fuel {
+            // A fuel engine traps at zero fuel: a component without a budget
+            // of its own runs unmetered. `set_fuel` fails only on an engine
+            // without fuel, which this branch excludes.
+            let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
         store.set_epoch_deadline(1);
         match limits.timeout_at() {

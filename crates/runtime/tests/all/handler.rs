@@ -138,3 +138,18 @@ async fn a_typed_guest_error_is_not_a_trap() {
         b"echo"
     );
 }
+
+#[tokio::test]
+async fn messaging_is_unavailable_without_a_registry() {
+    let guest = load(MISBEHAVE, PrepareOptions::default().limits(test_limits())).await;
+    let out = guest.execute(text("message")).await.unwrap();
+    let body = String::from_utf8(out.value.payload).unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 3, "{body}");
+    for line in lines {
+        assert!(
+            line.starts_with("err: unavailable: messaging needs a host with a component registry"),
+            "{line}"
+        );
+    }
+}

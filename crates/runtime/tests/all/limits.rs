@@ -172,6 +172,18 @@ async fn fuel_runs_out() {
 }
 
 #[tokio::test]
+async fn without_a_budget_a_fuel_runtime_runs_unmetered() {
+    let rt = Runtime::new(RuntimeConfig::default().fuel(true).max_instances(8)).unwrap();
+    let g = load_in(
+        &rt,
+        MISBEHAVE,
+        PrepareOptions::default().limits(test_limits()),
+    )
+    .await;
+    still_works(&g).await;
+}
+
+#[tokio::test]
 async fn fuel_on_a_runtime_without_it_is_refused() {
     let rt = crate::runtime();
     let err = rt

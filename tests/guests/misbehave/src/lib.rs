@@ -17,6 +17,7 @@
 //! | `config`    | answers with its configuration as `key=value` lines         |
 //! | `exit`      | exits with code 3                                           |
 //! | `env`       | answers with its environment as `KEY=VALUE` lines           |
+//! | `message`   | sends, requests and publishes; answers with the three errors |
 //!
 //! `init` fails with `invalid-input` when the configuration sets
 //! `fail-init` to `true`.
@@ -26,10 +27,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use airssys_wasm_sdk::{
-    ComponentError, Handler, Lifecycle, Message, component, config, log, state,
+    ComponentError, Handler, Lifecycle, Message, component, config, log, messaging, state,
 };
 
-const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, config, exit, env";
+const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, config, exit, env, message";
 const MIB: usize = 1 << 20;
 
 #[component(
@@ -78,11 +79,31 @@ impl Handler for Misbehave {
             }
             "exit" => std::process::exit(3),
             "env" => Ok(Message::text(lines(std::env::vars()))),
+            "message" => Ok(Message::text(message())),
             other => Err(ComponentError::InvalidInput(format!(
                 "unknown command `{other}`; send one of {COMMANDS}"
             ))),
         }
     }
+}
+
+/// Tries each messaging function and reports what the host answered, one
+/// line each.
+fn message() -> String {
+    let msg = Message::text("hello");
+    let outcome = |r: Result<String, ComponentError>| match r {
+        Ok(text) => format!("ok: {text}"),
+        Err(e) => format!("err: {e}"),
+    };
+    [
+        outcome(messaging::send("other", &msg).map(|()| String::new())),
+        outcome(
+            messaging::request("other", &msg, Duration::from_millis(100))
+                .map(|m| String::from_utf8_lossy(&m.payload).into_owned()),
+        ),
+        outcome(messaging::publish("news", &msg).map(|()| String::new())),
+    ]
+    .join("\n")
 }
 
 fn endless_loop() -> ! {
