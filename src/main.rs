@@ -42,8 +42,9 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "AIRSSYS_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
-    /// Do not read or write the compiled-code cache.
-    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    /// Do not read or write the compiled-code cache (wins over --cache-dir
+    /// and AIRSSYS_CACHE_DIR).
+    #[arg(long, global = true)]
     no_cache: bool,
 
     #[command(subcommand)]
@@ -100,6 +101,8 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader closed our stdout (`| head`): it has what it wanted.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "error: {}", output::error_chain(&e));

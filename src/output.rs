@@ -52,6 +52,24 @@ impl std::fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
+/// Write `text` to stdout. A closed pipe (`| head`) comes back as an
+/// `io::Error` of kind `BrokenPipe`, which `main` treats as a quiet end.
+pub(crate) fn print_text(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Whether the error is stdout having been closed by the reader.
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Print `value` as pretty JSON on stdout.
 pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     use std::io::Write;

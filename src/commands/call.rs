@@ -5,12 +5,12 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use airssys_wasm_runtime::{CallOutput, ComponentPre, Message, PrepareOptions, WorldKind};
-use anyhow::Context;
+use anyhow::{Context, bail};
 use base64::Engine as _;
 use serde_json::json;
 
 use super::{LimitArgs, parse_pair, read_component, runtime};
-use crate::output::{InputError, print_json};
+use crate::output::{InputError, print_json, print_text};
 
 /// Arguments of `call`.
 #[derive(Debug, clap::Args)]
@@ -59,9 +59,10 @@ pub(crate) struct Args {
     #[command(flatten)]
     limits: LimitArgs,
 
-    /// For a wasi:http/proxy component: the request path (and query).
-    #[arg(long, value_name = "PATH", default_value = "/")]
-    path: String,
+    /// For a wasi:http/proxy component: the request path and query
+    /// (default `/`).
+    #[arg(long, value_name = "PATH")]
+    path: Option<String>,
 
     /// For a wasi:http/proxy component: the request method (default GET,
     /// or POST when --input is given).
@@ -93,12 +94,11 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
         let out = pre.call_json(function, &fn_args).await?;
         report_side_output(&out, args.json);
         if args.json {
-            print_json(
-                &json!({ "result": out.value, "logs": out.logs, "timings": out.timings,
-                "stdout": String::from_utf8_lossy(&out.stdout), "stderr": String::from_utf8_lossy(&out.stderr) }),
-            )?;
+            let mut v = side_json(&out);
+            v["result"] = out.value.clone();
+            print_json(&v)?;
         } else {
-            println!("{}", serde_json::to_string_pretty(&out.value)?);
+            print_text(&format!("{}\n", serde_json::to_string_pretty(&out.value)?))?;
         }
         return Ok(crate::exit::OK);
     }
@@ -106,15 +106,23 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
         let out = pre.call_wave(call).await?;
         report_side_output(&out, args.json);
         if args.json {
-            print_json(&json!({ "result": out.value, "logs": out.logs, "timings": out.timings }))?;
+            let mut v = side_json(&out);
+            v["result"] = json!(out.value);
+            print_json(&v)?;
         } else {
-            println!("{}", out.value);
+            print_text(&format!("{}\n", out.value))?;
         }
         return Ok(crate::exit::OK);
     }
 
     if pre.info().kind == WorldKind::HttpProxy {
         return http_call(&pre, &args, payload).await;
+    }
+    if args.path.is_some() || args.method.is_some() {
+        bail!(InputError(format!(
+            "--path and --method are for wasi:http/proxy components; the world of {name} is {}",
+            pre.info().kind
+        )));
     }
 
     let input = Message {
@@ -126,15 +134,9 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
     report_side_output(&out, args.json);
     if args.json {
         let msg = &out.value;
-        let mut v = json!({
-            "content_type": msg.content_type,
-            "headers": msg.headers,
-            "logs": out.logs,
-            "logs_dropped": out.logs_dropped,
-            "stdout": String::from_utf8_lossy(&out.stdout),
-            "stderr": String::from_utf8_lossy(&out.stderr),
-            "timings": out.timings,
-        });
+        let mut v = side_json(&out);
+        v["content_type"] = json!(msg.content_type);
+        v["headers"] = json!(msg.headers);
         match std::str::from_utf8(&msg.payload) {
             Ok(text) => v["payload"] = json!(text),
             Err(_) => {
@@ -164,9 +166,15 @@ async fn http_call(pre: &ComponentPre, args: &Args, payload: Vec<u8>) -> anyhow:
             "GET".into()
         }
     });
+    let path = args.path.as_deref().unwrap_or("/");
+    if !path.starts_with('/') {
+        bail!(InputError(format!(
+            "--path must start with `/`, got `{path}`"
+        )));
+    }
     let mut request = http::Request::builder()
         .method(method.as_str())
-        .uri(format!("http://localhost{}", args.path));
+        .uri(format!("http://localhost{path}"));
     if let Some(ct) = &args.content_type {
         request = request.header("content-type", ct);
     }
@@ -189,11 +197,14 @@ async fn http_call(pre: &ComponentPre, args: &Args, payload: Vec<u8>) -> anyhow:
             )
         })
         .collect();
-    let body = response
-        .into_body()
+    // The guest streams the body: a runaway stream must not fill the host's
+    // memory.
+    let body = http_body_util::Limited::new(response.into_body(), MAX_HTTP_BODY)
         .collect()
         .await
-        .context("reading the response body")?
+        .map_err(|e| {
+            anyhow::anyhow!("reading the response body (at most {MAX_HTTP_BODY} bytes): {e}")
+        })?
         .to_bytes();
     if args.json {
         print_json(&json!({
@@ -210,6 +221,22 @@ async fn http_call(pre: &ComponentPre, args: &Args, payload: Vec<u8>) -> anyhow:
         crate::exit::COMPONENT
     } else {
         crate::exit::OK
+    })
+}
+
+/// The largest HTTP response body `call` collects.
+const MAX_HTTP_BODY: usize = 64 << 20;
+
+/// What every `--json` output of a call carries besides its result.
+fn side_json<T>(out: &CallOutput<T>) -> serde_json::Value {
+    json!({
+        "logs": out.logs,
+        "logs_dropped": out.logs_dropped,
+        "stdout": String::from_utf8_lossy(&out.stdout),
+        "stderr": String::from_utf8_lossy(&out.stderr),
+        "stdout_bytes": out.stdout_bytes,
+        "stderr_bytes": out.stderr_bytes,
+        "timings": out.timings,
     })
 }
 

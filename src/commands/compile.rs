@@ -8,7 +8,7 @@ use anyhow::bail;
 use serde_json::json;
 
 use super::{read_component, runtime};
-use crate::output::{InputError, print_json};
+use crate::output::{InputError, print_json, print_text};
 
 /// Arguments of `compile`.
 #[derive(Debug, clap::Args)]
@@ -51,14 +51,14 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
             "cache_entry": entry,
         }))?;
     } else if compiled.source == Source::Compiled {
-        println!(
-            "compiled {name} ({digest}) in {:.1} ms",
+        print_text(&format!(
+            "compiled {name} ({digest}) in {:.1} ms\ncached at {entry}\n",
             elapsed.as_secs_f64() * 1e3
-        );
-        println!("cached at {entry}");
+        ))?;
     } else {
-        println!("{name} ({digest}) was already compiled");
-        println!("cached at {entry}");
+        print_text(&format!(
+            "{name} ({digest}) was already compiled\ncached at {entry}\n"
+        ))?;
     }
     Ok(crate::exit::OK)
 }

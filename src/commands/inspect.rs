@@ -6,7 +6,9 @@ use airssys_wasm_runtime::wit_text;
 use serde_json::json;
 
 use super::{read_component, runtime};
-use crate::output::print_json;
+use std::fmt::Write as _;
+
+use crate::output::{print_json, print_text};
 
 /// Arguments of `inspect`.
 #[derive(Debug, clap::Args)]
@@ -34,15 +36,16 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
         print_json(&v)?;
         return Ok(crate::exit::OK);
     }
-    println!("file:         {}", args.file.display());
-    println!("digest:       {}", info.digest);
-    println!("size:         {} bytes", info.size);
-    println!("world:        {}", info.kind);
+    let mut text = String::new();
+    let _ = writeln!(text, "file:         {}", args.file.display());
+    let _ = writeln!(text, "digest:       {}", info.digest);
+    let _ = writeln!(text, "size:         {} bytes", info.size);
+    let _ = writeln!(text, "world:        {}", info.kind);
     if let Some(m) = &info.metadata {
-        println!("name:         {}", m.name);
-        println!("version:      {}", m.version);
+        let _ = writeln!(text, "name:         {}", m.name);
+        let _ = writeln!(text, "version:      {}", m.version);
         if !m.description.is_empty() {
-            println!("description:  {}", m.description);
+            let _ = writeln!(text, "description:  {}", m.description);
         }
     }
     if info.metadata.is_some() || !info.capabilities.is_empty() {
@@ -51,12 +54,13 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
         } else {
             info.capabilities.join(", ")
         };
-        println!("capabilities: {caps}");
+        let _ = writeln!(text, "capabilities: {caps}");
     }
-    println!();
-    print!("{wit}");
+    let _ = writeln!(text);
+    text.push_str(&wit);
     if !wit.ends_with('\n') {
-        println!();
+        text.push('\n');
     }
+    print_text(&text)?;
     Ok(crate::exit::OK)
 }

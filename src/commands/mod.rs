@@ -46,7 +46,12 @@ impl LimitArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. `500ms`, `10s`, `2m`)"))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (write e.g. `500ms`, `10s`, `2m`)"))?;
+    if d.is_zero() {
+        return Err("a timeout must be longer than zero".into());
+    }
+    Ok(d)
 }
 
 /// A size: bytes, or a number with `KiB`, `MiB`, `GiB` (or `K`, `M`, `G`,

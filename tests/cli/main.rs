@@ -277,7 +277,7 @@ fn bad_inputs_are_one_clear_line() {
         3,
         "--args is not valid JSON",
     );
-    assert_clean_error(&cli.run(&["run", ECHO]), 3, "not a wasi:cli/command");
+    assert_clean_error(&cli.run(&["run", ECHO]), 3, "not wasi:cli/command");
 }
 
 #[test]
@@ -305,6 +305,39 @@ fn a_misbehaving_component_fails_cleanly() {
         b"loop",
     );
     assert_clean_error(&out, 1, "ran out of fuel");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let cli = Cli::new();
+    for args in [
+        &["inspect", ECHO][..],
+        &["call", TYPES, "--invoke", "sum([1])"][..],
+    ] {
+        let mut child = cli
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn no_cache_wins_over_the_environment() {
+    let cli = Cli::new();
+    let out = cli.run(&["--no-cache", "call", COUNTER]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_dir(cli.cache.path()).unwrap().count(),
+        0,
+        "nothing written to the cache"
+    );
 }
 
 #[test]

@@ -75,8 +75,10 @@ struct Counters {
     disk_rejected: AtomicU64,
 }
 
-const MAGIC: &[u8; 16] = b"airssys-cwasm\x00v1";
-const HEADER: usize = MAGIC.len() + 32;
+/// An entry: this magic, the digest of the component it was compiled from,
+/// the sha256 of the artifact, the artifact.
+const MAGIC: &[u8; 16] = b"airssys-cwasm\x00v2";
+const HEADER: usize = MAGIC.len() + 32 + 32;
 
 /// Memory and disk cache of compiled components.
 pub(crate) struct CodeCache {
@@ -178,7 +180,7 @@ impl CodeCache {
     fn load_from_disk(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
         let path = self.entry_path(digest)?;
         let data = std::fs::read(&path).ok()?;
-        match verify_entry(&data) {
+        match verify_entry(&data, digest) {
             Some(artifact) => {
                 // SAFETY: `deserialize` maps this native code executable. The
                 // artifact was produced by `Component::serialize` of this
@@ -197,6 +199,11 @@ impl CodeCache {
                         None
                     }
                 }
+            }
+            None if data.starts_with(&MAGIC[..MAGIC.len() - 2]) && !data.starts_with(MAGIC) => {
+                tracing::debug!(path = %path.display(), "compiled-code cache entry of an older format; recompiling");
+                self.reject(&path);
+                None
             }
             None => {
                 tracing::warn!(path = %path.display(), "corrupt compiled-code cache entry; recompiling");
@@ -217,28 +224,35 @@ impl CodeCache {
         };
         // The cache is an optimization: failing to write it is logged, never
         // an error of the call.
-        if let Err(e) = write_entry(&path, component) {
+        if let Err(e) = write_entry(&path, digest, component) {
             tracing::warn!(path = %path.display(), error = %e, "could not write compiled-code cache entry");
         }
     }
 }
 
-/// Check an entry's header and checksum; the artifact if both hold.
-fn verify_entry(data: &[u8]) -> Option<&[u8]> {
+/// Check an entry's header: its magic, that it was compiled from `digest`
+/// (an entry copied under another component's name is refused), and the
+/// artifact's checksum. The artifact if all hold.
+fn verify_entry<'a>(data: &'a [u8], digest: &Digest) -> Option<&'a [u8]> {
     if data.len() < HEADER || &data[..MAGIC.len()] != MAGIC {
         return None;
     }
-    let (recorded, artifact) = data[MAGIC.len()..].split_at(32);
+    let (source, rest) = data[MAGIC.len()..].split_at(32);
+    let (recorded, artifact) = rest.split_at(32);
+    if source != digest.0 {
+        return None;
+    }
     let actual: [u8; 32] = Sha256::digest(artifact).into();
     (recorded == actual).then_some(artifact)
 }
 
-fn write_entry(path: &Path, component: &Component) -> anyhow::Result<()> {
+fn write_entry(path: &Path, digest: &Digest, component: &Component) -> anyhow::Result<()> {
     let artifact = component.serialize()?;
     let sum: [u8; 32] = Sha256::digest(&artifact).into();
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile_in(dir)?;
     tmp.1.write_all(MAGIC)?;
+    tmp.1.write_all(&digest.0)?;
     tmp.1.write_all(&sum)?;
     tmp.1.write_all(&artifact)?;
     tmp.1.sync_all()?;
@@ -300,19 +314,22 @@ mod tests {
 
     #[test]
     fn verify_rejects_bad_entries() {
+        let digest = Digest::of(b"component bytes");
         let artifact = b"not really code".to_vec();
         let sum: [u8; 32] = Sha256::digest(&artifact).into();
         let mut good = MAGIC.to_vec();
+        good.extend_from_slice(&digest.0);
         good.extend_from_slice(&sum);
         good.extend_from_slice(&artifact);
-        assert_eq!(verify_entry(&good), Some(&artifact[..]));
+        assert_eq!(verify_entry(&good, &digest), Some(&artifact[..]));
+        assert_eq!(verify_entry(&good, &Digest::of(b"another component")), None);
 
         let mut flipped = good.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert_eq!(verify_entry(&flipped), None);
-        assert_eq!(verify_entry(&good[..good.len() - 1]), None);
-        assert_eq!(verify_entry(&good[..10]), None);
-        assert_eq!(verify_entry(b""), None);
+        assert_eq!(verify_entry(&flipped, &digest), None);
+        assert_eq!(verify_entry(&good[..good.len() - 1], &digest), None);
+        assert_eq!(verify_entry(&good[..10], &digest), None);
+        assert_eq!(verify_entry(b"", &digest), None);
     }
 }

@@ -132,7 +132,7 @@ impl RuntimeConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Linear memory per instance, in bytes (default 128 MiB: room for
+    /// Size of each linear memory, in bytes (default 128 MiB: room for
     /// interpreted-language components, whose images are tens of MiB, while
     /// a thousand instances still fit in a modest machine).
     pub memory: u64,
@@ -145,8 +145,9 @@ pub struct Limits {
     /// Instances of this component alive at once (default 100); one more
     /// call fails with `Overloaded` instead of queueing without bound.
     pub max_concurrent: u32,
-    /// Elements per table (default 100,000: Rust and C guests use hundreds,
-    /// interpreters a few thousand).
+    /// Elements per table (default 100,000, also the most a runtime
+    /// reserves: Rust and C guests use hundreds, interpreters a few
+    /// thousand).
     pub table_elements: u32,
     /// Host resources (open files, streams, pollables) one instance may hold
     /// at once (default 10,000; wasmtime's own default is a million).

@@ -241,7 +241,13 @@ pub(crate) fn json_to_val(v: &Json, ty: &Type) -> Result<Val, String> {
         Type::U32 => Val::U32(int(v, ty)?),
         Type::S64 => Val::S64(int(v, ty)?),
         Type::U64 => Val::U64(int(v, ty)?),
-        Type::Float32 => Val::Float32(float(v, ty)? as f32),
+        Type::Float32 => {
+            let f = float(v, ty)?;
+            if f.is_finite() && f.abs() > f64::from(f32::MAX) {
+                return Err(format!("{f} is out of range for f32"));
+            }
+            Val::Float32(f as f32)
+        }
         Type::Float64 => Val::Float64(float(v, ty)?),
         Type::Char => {
             let s = v.as_str().ok_or_else(|| expected(ty, v))?;

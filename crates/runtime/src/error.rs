@@ -330,6 +330,31 @@ pub(crate) fn classify(
             stderr: observed.stderr,
         };
     }
+    let trap = err.downcast_ref::<wasmtime::Trap>().copied();
+    // The engine's own limits name themselves, whatever happened before.
+    match trap {
+        Some(wasmtime::Trap::Interrupt) => {
+            return Error::Timeout {
+                component,
+                timeout: limits.timeout,
+            };
+        }
+        Some(wasmtime::Trap::OutOfFuel) => {
+            return Error::FuelExhausted {
+                component,
+                fuel: limits.fuel.unwrap_or(0),
+            };
+        }
+        Some(wasmtime::Trap::StackOverflow) => {
+            return Error::StackOverflow {
+                component,
+                stderr: observed.stderr,
+            };
+        }
+        _ => {}
+    }
+    // Any other failure after a refused growth is that refusal's doing (a
+    // Rust guest aborts when an allocation fails).
     if let Some((requested, limit)) = observed.memory_refused {
         return Error::MemoryLimit {
             component,
@@ -344,38 +369,21 @@ pub(crate) fn classify(
             limit,
         };
     }
-    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
-        match trap {
-            wasmtime::Trap::Interrupt => {
-                return Error::Timeout {
-                    component,
-                    timeout: limits.timeout,
-                };
-            }
-            wasmtime::Trap::OutOfFuel => {
-                return Error::FuelExhausted {
-                    component,
-                    fuel: limits.fuel.unwrap_or(0),
-                };
-            }
-            wasmtime::Trap::StackOverflow => {
-                return Error::StackOverflow {
-                    component,
-                    stderr: observed.stderr,
-                };
-            }
-            other => {
-                let backtrace = err
-                    .downcast_ref::<wasmtime::WasmBacktrace>()
-                    .map(|b| b.to_string());
-                return Error::Trap {
-                    component,
-                    trap: other.to_string(),
-                    backtrace,
-                    stderr: observed.stderr,
-                };
-            }
-        }
+    if let Some(trap) = trap {
+        let backtrace = err
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .map(|b| b.to_string());
+        let hint = if trap == wasmtime::Trap::MemoryOutOfBounds {
+            " (in a Rust or C guest this is often its shadow stack overflowing: unbounded recursion?)"
+        } else {
+            ""
+        };
+        return Error::Trap {
+            component,
+            trap: format!("{trap}{hint}"),
+            backtrace,
+            stderr: observed.stderr,
+        };
     }
     if err
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()

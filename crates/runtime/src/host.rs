@@ -33,9 +33,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(name: String, limits: Limits, mut config: Vec<(String, String)>) -> Self {
-        config.sort();
-        config.dedup_by(|a, b| a.0 == b.0);
+    pub(crate) fn new(name: String, limits: Limits, config: Vec<(String, String)>) -> Self {
+        // A key given twice keeps its last value, as on a command line.
+        let config: Vec<(String, String)> = config
+            .into_iter()
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
         let rate = limits.log_lines_per_second;
         Self {
             name,
@@ -532,10 +536,22 @@ impl crate::bindings::wasi::keyvalue::batch::Host for HostCtx {
         let name = self.bucket_name(&bucket)?;
         let inner = self.shared.state.lock();
         let b = inner.buckets.get(&name);
-        Ok(Ok(keys
-            .into_iter()
-            .map(|k| b.and_then(|b| b.get(&k)).cloned().map(|v| (k, v)))
-            .collect()))
+        // The same key may be asked for many times: cap what one call can
+        // make the host copy at the component's whole quota.
+        let cap = self.shared.limits.state_total_bytes;
+        let mut total = 0usize;
+        let mut out = Vec::with_capacity(keys.len().min(LIST_PAGE));
+        for k in keys {
+            let v = b.and_then(|b| b.get(&k));
+            total = total.saturating_add(k.len() + v.map_or(0, Vec::len));
+            if total > cap {
+                return Ok(Err(KvError::Other(format!(
+                    "get-many would return more than the state quota of {cap} bytes; ask for fewer keys"
+                ))));
+            }
+            out.push(v.cloned().map(|v| (k, v)));
+        }
+        Ok(Ok(out))
     }
 
     fn set_many(

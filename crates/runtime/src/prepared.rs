@@ -65,6 +65,11 @@ pub struct CallOutput<T> {
     /// The tail of what the guest wrote to stderr.
     #[serde(serialize_with = "lossy")]
     pub stderr: Vec<u8>,
+    /// How many bytes the guest wrote to stdout in all (more than `stdout`
+    /// holds when the cap cut it).
+    pub stdout_bytes: u64,
+    /// How many bytes the guest wrote to stderr in all.
+    pub stderr_bytes: u64,
     /// Log lines, in order.
     pub logs: Vec<LogRecord>,
     /// Log lines dropped by the rate limit.
@@ -324,6 +329,8 @@ impl ComponentPre {
                 value,
                 stdout: out.stdout,
                 stderr: out.stderr,
+                stdout_bytes: out.stdout_bytes,
+                stderr_bytes: out.stderr_bytes,
                 logs: out.logs,
                 logs_dropped: out.logs_dropped,
                 timings: out.timings,
@@ -518,8 +525,13 @@ impl ComponentPre {
             return Err(Error::Unsupported {
                 component: self.name().to_string(),
                 reason: format!(
-                    "it is a {} component, not a wasi:cli/command; use `call` for handlers and functions",
-                    self.info().kind
+                    "its world is {}, not wasi:cli/command; {}",
+                    self.info().kind,
+                    match self.info().kind {
+                        WorldKind::HttpProxy =>
+                            "send it a request with `airssys-wasm call FILE --path /`",
+                        _ => "use `airssys-wasm call` for handlers and functions",
+                    }
                 ),
             });
         };
@@ -552,10 +564,7 @@ impl ComponentPre {
         let Kind::HttpProxy(proxy) = &self.inner.kind else {
             return Err(Error::Unsupported {
                 component: self.name().to_string(),
-                reason: format!(
-                    "it is a {} component, not a wasi:http/proxy",
-                    self.info().kind
-                ),
+                reason: format!("its world is {}, not wasi:http/proxy", self.info().kind),
             });
         };
         let permit = self.permit()?;
@@ -631,11 +640,12 @@ impl ComponentPre {
         Error::Unsupported {
             component: self.name().to_string(),
             reason: format!(
-                "it is a {} component, not an airssys:component handler; {}",
+                "its world is {}, not an airssys:component handler; {}",
                 self.info().kind,
                 match self.info().kind {
                     WorldKind::Command => "use `run`",
-                    WorldKind::HttpProxy => "send it HTTP requests",
+                    WorldKind::HttpProxy =>
+                        "send it HTTP requests (`airssys-wasm call FILE --path /`)",
                     _ => "call one of its functions by name",
                 }
             ),
@@ -748,14 +758,16 @@ impl ComponentPre {
             Ok(Ok(v)) => v,
         };
         let end = Instant::now();
-        let (stdout, _) = stdout.map(|c| c.take()).unwrap_or_default();
-        let (stderr, _) = stderr.map(|c| c.take()).unwrap_or_default();
+        let (stdout, stdout_bytes) = stdout.map(|c| c.take()).unwrap_or_default();
+        let (stderr, stderr_bytes) = stderr.map(|c| c.take()).unwrap_or_default();
         let ctx = store.data_mut();
         let instantiated = ctx.instantiated.unwrap_or(start);
         Ok(CallOutput {
             value,
             stdout,
             stderr,
+            stdout_bytes,
+            stderr_bytes,
             logs: std::mem::take(&mut ctx.logs),
             logs_dropped: ctx.logs_dropped,
             timings: Timings {
@@ -772,6 +784,8 @@ impl<T> CallOutput<T> {
             value: f(self.value),
             stdout: self.stdout,
             stderr: self.stderr,
+            stdout_bytes: self.stdout_bytes,
+            stderr_bytes: self.stderr_bytes,
             logs: self.logs,
             logs_dropped: self.logs_dropped,
             timings: self.timings,
@@ -799,24 +813,31 @@ fn display_name(info: &ComponentInfo) -> String {
 }
 
 fn check_limits(runtime: &Runtime, name: &str, limits: &Limits) -> Result<()> {
-    if limits.fuel.is_some() && !runtime.config().fuel {
+    let bad = |reason: String| Err(Error::Config { reason });
+    let config = runtime.config();
+    if limits.fuel.is_some() && !config.fuel {
         return Err(Error::FuelNotEnabled {
             component: name.to_string(),
         });
     }
-    if limits.memory > runtime.config().max_memory {
-        return Err(Error::Config {
-            reason: format!(
-                "the memory limit of {name} ({} bytes) exceeds the runtime's max_memory ({} bytes)",
-                limits.memory,
-                runtime.config().max_memory
-            ),
-        });
+    if limits.memory > config.max_memory {
+        return bad(format!(
+            "the memory limit of {name} ({} bytes) is above the largest this runtime gives any component ({} bytes)",
+            limits.memory, config.max_memory
+        ));
+    }
+    if limits.table_elements as usize > crate::runtime::POOL_TABLE_ELEMENTS {
+        return bad(format!(
+            "the table limit of {name} ({} elements) is above the largest this runtime reserves ({})",
+            limits.table_elements,
+            crate::runtime::POOL_TABLE_ELEMENTS
+        ));
     }
     if limits.max_concurrent == 0 {
-        return Err(Error::Config {
-            reason: format!("max_concurrent of {name} must be at least 1"),
-        });
+        return bad(format!("max_concurrent of {name} must be at least 1"));
+    }
+    if limits.timeout.is_zero() {
+        return bad(format!("the timeout of {name} must be longer than zero"));
     }
     Ok(())
 }

@@ -175,6 +175,10 @@ impl Runtime {
     }
 }
 
+/// Elements reserved per table slot in the pool: the largest
+/// [`Limits::table_elements`] a component may be given.
+pub(crate) const POOL_TABLE_ELEMENTS: usize = 100_000;
+
 fn build_engine(config: &RuntimeConfig) -> Result<Engine> {
     let bad = |reason: String| Error::Config { reason };
     if config.max_instances == 0 {
@@ -197,7 +201,7 @@ fn build_engine(config: &RuntimeConfig) -> Result<Engine> {
             usize::try_from(config.max_memory)
                 .map_err(|_| bad("max_memory is too large".into()))?,
         )
-        .table_elements(Limits::default().table_elements as usize)
+        .table_elements(POOL_TABLE_ELEMENTS)
         .decommit_batch_size(config.decommit_batch_size.max(1))
         .linear_memory_keep_resident(config.keep_resident)
         .table_keep_resident(config.keep_resident)

@@ -1,7 +1,7 @@
 //! The compiled-code cache: compile once per digest, never trust a bad entry.
 
 use airssys_wasm_runtime::{Runtime, RuntimeConfig, Source};
-use airssys_wasm_test_guests::ECHO;
+use airssys_wasm_test_guests::{COUNTER, ECHO};
 
 use crate::read;
 
@@ -112,6 +112,29 @@ fn a_stale_entry_with_a_valid_checksum_is_recompiled() {
     let digest = fuel.compile("echo.wasm", &bytes).unwrap().info.digest;
     let foreign = std::fs::read(fuel.cache_entry(&digest).unwrap()).unwrap();
     reject_case(move |entry| std::fs::write(entry, &foreign).unwrap());
+}
+
+#[test]
+fn another_components_entry_is_recompiled() {
+    // A valid artifact under the wrong name would run another component's
+    // code: the entry names the component it was compiled from.
+    let dir = tempfile::tempdir().unwrap();
+    let first = cached_runtime(dir.path());
+    let counter = read(COUNTER);
+    let counter_digest = first.compile("counter.wasm", &counter).unwrap().info.digest;
+    let echo_digest = first.compile("echo.wasm", &read(ECHO)).unwrap().info.digest;
+    std::fs::copy(
+        first.cache_entry(&echo_digest).unwrap(),
+        first.cache_entry(&counter_digest).unwrap(),
+    )
+    .unwrap();
+
+    let second = cached_runtime(dir.path());
+    assert_eq!(
+        second.compile("counter.wasm", &counter).unwrap().source,
+        Source::Compiled
+    );
+    assert_eq!(second.stats().disk_rejected, 1);
 }
 
 #[test]

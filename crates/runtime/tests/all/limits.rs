@@ -140,6 +140,18 @@ async fn an_oversized_state_value_is_a_typed_error() {
 }
 
 #[tokio::test]
+async fn get_many_cannot_amplify_one_value() {
+    // 200 x 512 KiB = 100 MiB asked for, over the 64 MiB state quota.
+    let g = guest(test_limits()).await;
+    let out = g.execute(text("get-many")).await.unwrap();
+    let body = String::from_utf8_lossy(&out.value.payload);
+    assert!(
+        body.contains("get-many would return more than the state quota"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn exit_during_a_call_is_reported() {
     let g = guest(test_limits()).await;
     let err = g.execute(text("exit")).await.unwrap_err();

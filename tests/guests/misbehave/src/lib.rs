@@ -15,8 +15,9 @@
 //! | `log-flood` | logs 1024 lines of 64 KiB                                   |
 //! | `state-big` | stores a 10 MiB value in state, answers with the error text |
 //! | `config`    | answers with its configuration as `key=value` lines         |
-//! | `exit`      | exits with code 3                                           |
+//! | `exit`      | calls `exit(3)`; WASI 0.2 carries it as failure (status 1)  |
 //! | `env`       | answers with its environment as `KEY=VALUE` lines           |
+//! | `get-many`  | asks `get-many` for one 512 KiB value 200 times; answers the error |
 //! | `message`   | sends, requests and publishes; answers with the three errors |
 //!
 //! `init` fails with `invalid-input` when the configuration sets
@@ -30,7 +31,7 @@ use airssys_wasm_sdk::{
     ComponentError, Handler, Lifecycle, Message, component, config, log, messaging, state,
 };
 
-const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, config, exit, env, message";
+const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, config, exit, env, message, get-many";
 const MIB: usize = 1 << 20;
 
 #[component(
@@ -80,6 +81,7 @@ impl Handler for Misbehave {
             "exit" => std::process::exit(3),
             "env" => Ok(Message::text(lines(std::env::vars()))),
             "message" => Ok(Message::text(message())),
+            "get-many" => Ok(Message::text(get_many_amplified())),
             other => Err(ComponentError::InvalidInput(format!(
                 "unknown command `{other}`; send one of {COMMANDS}"
             ))),
@@ -177,6 +179,19 @@ fn log_flood() -> String {
 fn state_big() -> String {
     match state::set("big", &vec![0x5A; 10 * MIB]) {
         Ok(()) => "stored 10 MiB".to_owned(),
+        Err(err) => ComponentError::from(err).to_string(),
+    }
+}
+
+/// One stored value asked for many times: the host must not copy it
+/// without bound.
+fn get_many_amplified() -> String {
+    if let Err(err) = state::set("half-mib", &vec![1; MIB / 2]) {
+        return ComponentError::from(err).to_string();
+    }
+    let keys = vec!["half-mib"; 200];
+    match state::get_many(&keys) {
+        Ok(found) => format!("got {} values", found.len()),
         Err(err) => ComponentError::from(err).to_string(),
     }
 }
