@@ -127,12 +127,7 @@ impl ComponentInfo {
                         );
                     }
                     CAPABILITIES_SECTION if capabilities.is_empty() => {
-                        capabilities = serde_json::from_slice::<Vec<String>>(reader.data())
-                            .map_err(|e| Error::InvalidComponent {
-                                component: name.to_string(),
-                                source: anyhow::Error::new(e)
-                                    .context(format!("malformed `{CAPABILITIES_SECTION}` section")),
-                            })?;
+                        capabilities = read_capabilities(name, reader.data())?;
                     }
                     _ => {}
                 }
@@ -158,6 +153,24 @@ impl ComponentInfo {
         self.kind = world_kind(&self.exports);
         self
     }
+}
+
+/// The `airssys:capabilities` section: a JSON array of capability strings,
+/// each parsed and kept in its canonical form.
+fn read_capabilities(name: &str, data: &[u8]) -> Result<Vec<String>> {
+    let malformed = |source: anyhow::Error| Error::InvalidComponent {
+        component: name.to_string(),
+        source: source.context(format!("malformed `{CAPABILITIES_SECTION}` section")),
+    };
+    let strings: Vec<String> = serde_json::from_slice(data).map_err(|e| malformed(e.into()))?;
+    strings
+        .iter()
+        .map(|s| {
+            s.parse::<crate::Capability>()
+                .map(|c| c.to_string())
+                .map_err(|e| malformed(e.into()))
+        })
+        .collect()
 }
 
 /// Which contract version of ours a component exports, if any. Every

@@ -291,7 +291,7 @@ pub fn describe_component_error(e: &ComponentError) -> String {
             ComponentError::InvalidInput(m) => format!("invalid input: {m}"),
             ComponentError::Denied(c) => format!(
                 "denied: capability `{}` not granted",
-                crate::capability_string(c)
+                crate::capability_from_wit(c)
             ),
             ComponentError::NotFound(m) => format!("not found: {m}"),
             ComponentError::Unavailable(m) => format!("unavailable: {m}"),

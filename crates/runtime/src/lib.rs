@@ -56,8 +56,10 @@ pub(crate) mod bindings {
     });
 }
 
+pub use airssys_wasm_capability::Capability;
 pub use bindings::airssys::component::types::{
-    Capability, ComponentError, ComponentMetadata, CustomCapability, HealthStatus, Message,
+    Capability as WitCapability, ComponentError, ComponentMetadata, CustomCapability, HealthStatus,
+    Message,
 };
 pub use cache::{Digest, Source, Stats};
 pub use component::{
@@ -70,17 +72,20 @@ pub use host::LogRecord;
 pub use prepared::{CallOutput, ComponentPre, PrepareOptions, Timings};
 pub use runtime::Runtime;
 
-/// The string form of a capability, as written in manifests and on the
-/// command line: `file-read:/data`, `network-inbound:8080`,
-/// `system-call:env:HOME`, `custom:NAME:JSON`.
-pub fn capability_string(c: &Capability) -> String {
+/// The capability a contract value names. Parameters of a custom
+/// capability that are not JSON are kept as a JSON string.
+pub fn capability_from_wit(c: &WitCapability) -> Capability {
     match c {
-        Capability::FileRead(p) => format!("file-read:{p}"),
-        Capability::FileWrite(p) => format!("file-write:{p}"),
-        Capability::NetworkOutbound(h) => format!("network-outbound:{h}"),
-        Capability::NetworkInbound(p) => format!("network-inbound:{p}"),
-        Capability::SystemCall(n) => format!("system-call:{n}"),
-        Capability::Custom(c) => format!("custom:{}:{}", c.name, c.json),
+        WitCapability::FileRead(p) => Capability::FileRead(p.into()),
+        WitCapability::FileWrite(p) => Capability::FileWrite(p.into()),
+        WitCapability::NetworkOutbound(h) => Capability::NetworkOutbound(h.clone()),
+        WitCapability::NetworkInbound(p) => Capability::NetworkInbound(*p),
+        WitCapability::SystemCall(n) => Capability::SystemCall(n.clone()),
+        WitCapability::Custom(c) => Capability::Custom(
+            c.name.clone(),
+            serde_json::from_str(&c.json)
+                .unwrap_or_else(|_| serde_json::Value::String(c.json.clone())),
+        ),
     }
 }
 

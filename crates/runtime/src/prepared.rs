@@ -22,7 +22,7 @@ use crate::error::{Error, Observed, Result, classify};
 use crate::host::{HostCtx, LogRecord, Shared};
 use crate::output::OutputCapture;
 use crate::runtime::Runtime;
-use crate::{Limits, capability_string, dynamic};
+use crate::{Limits, capability_from_wit, dynamic};
 
 /// How much of stderr goes with an error (a panic message and its context).
 const STDERR_TAIL: usize = 4 << 10;
@@ -296,7 +296,7 @@ impl ComponentPre {
         let said: Vec<String> = runtime
             .required_capabilities
             .iter()
-            .map(capability_string)
+            .map(|c| capability_from_wit(c).to_string())
             .collect();
         if (info.metadata.is_some() || !info.capabilities.is_empty()) && said != info.capabilities {
             return Err(mismatch(

@@ -4,8 +4,7 @@ use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
 use syn::{Ident, LitStr, Token, bracketed};
 
-use crate::capability::{self, Capability};
-use crate::suggest::did_you_mean;
+use airssys_wasm_capability::{Capability, did_you_mean};
 
 const KEYS: &[&str] = &[
     "name",
@@ -169,9 +168,10 @@ impl Raw {
         let mut capabilities: Vec<(String, Capability)> = Vec::new();
         for literal in self.capabilities.unwrap_or_default() {
             let text = literal.value();
-            let parsed =
-                capability::parse(&text).map_err(|msg| syn::Error::new_spanned(&literal, msg))?;
-            if capabilities.iter().any(|(seen, _)| *seen == text) {
+            let parsed: Capability = text
+                .parse()
+                .map_err(|msg| syn::Error::new_spanned(&literal, msg))?;
+            if capabilities.iter().any(|(_, seen)| *seen == parsed) {
                 return Err(syn::Error::new_spanned(
                     &literal,
                     format!("capability `{text}` is listed twice; keep one"),

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::{Item, ItemStruct};
 
 use crate::args::Args;
-use crate::capability::Capability;
+use airssys_wasm_capability::Capability;
 
 /// Check that `item` is a plain struct and return it.
 pub(crate) fn plain_struct(item: Item) -> syn::Result<ItemStruct> {
@@ -141,11 +141,11 @@ fn capability_tokens(capability: &Capability) -> TokenStream {
     let string = |text: &str| quote!(::std::string::String::from(#text));
     match capability {
         Capability::FileRead(path) => {
-            let path = string(path);
+            let path = string(&path.display().to_string());
             quote!(#sdk::Capability::FileRead(#path))
         }
         Capability::FileWrite(path) => {
-            let path = string(path);
+            let path = string(&path.display().to_string());
             quote!(#sdk::Capability::FileWrite(#path))
         }
         Capability::NetworkOutbound(hosts) => {
@@ -157,8 +157,8 @@ fn capability_tokens(capability: &Capability) -> TokenStream {
             let call = string(call);
             quote!(#sdk::Capability::SystemCall(#call))
         }
-        Capability::Custom { name, json } => {
-            let (name, json) = (string(name), string(json));
+        Capability::Custom(name, json) => {
+            let (name, json) = (string(name), string(&json.to_string()));
             quote!(#sdk::Capability::Custom(#sdk::CustomCapability { name: #name, json: #json }))
         }
     }
@@ -178,7 +178,8 @@ fn sections(args: &Args) -> TokenStream {
         "[{}]",
         args.capabilities
             .iter()
-            .map(|(text, _)| json_string(text))
+            // The canonical form, the one the host's parser prints too.
+            .map(|(_, parsed)| json_string(&parsed.to_string()))
             .collect::<Vec<_>>()
             .join(",")
     );

@@ -18,9 +18,7 @@
 use proc_macro::TokenStream;
 
 mod args;
-mod capability;
 mod expand;
-mod suggest;
 
 /// Make a struct an airssys component: export `handler` and `lifecycle` of
 /// the `airssys:component/component` world for it, and write its metadata

@@ -2,7 +2,7 @@
 
 /// ` (did you mean `x`?)` when a candidate is within two edits of `word`,
 /// else an empty string.
-pub(crate) fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
     candidates
         .iter()
         .map(|candidate| (distance(word, candidate), candidate))

@@ -1,13 +1,14 @@
-//! Capability strings (`file-read:/data`, `system-call:state`...) parsed
-//! into the WIT `capability` variant at compile time.
-//!
-//! Errors are whole sentences that say what to write instead; the caller
-//! attaches them to the string literal.
+//! The string form of capabilities (`file-read:/data`,
+//! `system-call:state`...). Errors are whole sentences that say what to write
+//! instead.
 
+use std::path::PathBuf;
+
+use crate::Capability;
 use crate::suggest::did_you_mean;
 
 /// The capability kinds, in the order of the WIT variant.
-const KINDS: &[&str] = &[
+pub(crate) const KINDS: &[&str] = &[
     "file-read",
     "file-write",
     "network-outbound",
@@ -17,37 +18,24 @@ const KINDS: &[&str] = &[
 ];
 
 /// The closed set of `system-call` names; `env:NAME` is checked apart.
-const SYSTEM_CALLS: &[&str] = &[
+pub(crate) const SYSTEM_CALLS: &[&str] = &[
     "args", "stdin", "stdout", "stderr", "clock", "random", "dns", "config", "state",
 ];
-
-/// One parsed capability, mirroring the WIT variant.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Capability {
-    FileRead(String),
-    FileWrite(String),
-    NetworkOutbound(String),
-    NetworkInbound(u16),
-    SystemCall(String),
-    Custom { name: String, json: String },
-}
 
 fn kinds_list() -> String {
     KINDS.join(", ")
 }
 
-/// Parse one capability string as written in `capabilities = [..]`.
+/// Parse one capability from its string form.
 pub(crate) fn parse(text: &str) -> Result<Capability, String> {
     let Some((kind, value)) = text.split_once(':') else {
         return Err(missing_kind(text));
     };
     match kind {
-        "file-read" => {
-            non_empty(text, value, "a path", "file-read:/data").map(Capability::FileRead)
-        }
-        "file-write" => {
-            non_empty(text, value, "a path", "file-write:/data/out").map(Capability::FileWrite)
-        }
+        "file-read" => non_empty(text, value, "a path", "file-read:/data")
+            .map(|p| Capability::FileRead(PathBuf::from(p))),
+        "file-write" => non_empty(text, value, "a path", "file-write:/data/out")
+            .map(|p| Capability::FileWrite(PathBuf::from(p))),
         "network-outbound" => non_empty(
             text,
             value,
@@ -163,10 +151,8 @@ fn parse_custom(text: &str, value: &str) -> Result<Capability, String> {
             "the parameters of `{text}` must be a JSON object or `null`, found `{json}`; for example `{CUSTOM_EXAMPLE}`"
         ));
     }
-    Ok(Capability::Custom {
-        name: name.to_owned(),
-        json: json.to_owned(),
-    })
+    let _ = json;
+    Ok(Capability::Custom(name.to_owned(), parsed))
 }
 
 /// The parse error of the likeliest JSON part (after the first `:` that is
@@ -228,17 +214,14 @@ mod tests {
         );
         assert_eq!(
             parse(r#"custom:acme:ledger:{"a":"b:c"}"#),
-            Ok(Capability::Custom {
-                name: "acme:ledger".into(),
-                json: r#"{"a":"b:c"}"#.into()
-            })
+            Ok(Capability::Custom(
+                "acme:ledger".into(),
+                serde_json::json!({"a": "b:c"})
+            ))
         );
         assert_eq!(
             parse("custom:acme:null"),
-            Ok(Capability::Custom {
-                name: "acme".into(),
-                json: "null".into()
-            })
+            Ok(Capability::Custom("acme".into(), serde_json::Value::Null))
         );
     }
 
