@@ -22,7 +22,7 @@ echo; echo "\$ echo '{\"n\": 1}' | airssys-wasm call echo.wasm --input - --json"
 echo '{"n": 1}' | "$aw" call "$wasm/echo.wasm" --input - --content-type application/json --json
 
 show inspect "$wasm/counter.wasm"
-show call "$wasm/counter.wasm"; echo
+show call "$wasm/counter.wasm" --allow system-call:state; echo
 
 show inspect "$wasm/hello-cli.wasm"
 show run "$wasm/hello-cli.wasm" -- one two three

@@ -32,6 +32,7 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
             | Error::Io { .. }
             | Error::Config { .. }
             | Error::FuelNotEnabled { .. }
+            | Error::NotGranted { .. }
             | Error::Unsupported { .. },
         ) => exit::INPUT,
         Some(_) => exit::COMPONENT,

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use serde_json::json;
 
-use super::{LimitArgs, parse_pair, read_component, runtime};
+use super::{GrantArgs, LimitArgs, parse_pair, read_component, runtime};
 use crate::output::{InputError, print_json, print_text};
 
 /// Arguments of `call`.
@@ -59,6 +59,9 @@ pub(crate) struct Args {
     #[command(flatten)]
     limits: LimitArgs,
 
+    #[command(flatten)]
+    grants: GrantArgs,
+
     /// For a wasi:http/proxy component: the request path and query
     /// (default `/`).
     #[arg(long, value_name = "PATH")]
@@ -87,7 +90,8 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
     let limits = args.limits.limits(rt.default_limits());
     let options = PrepareOptions::default()
         .limits(limits)
-        .config(args.config.clone());
+        .config(args.config.clone())
+        .grants(args.grants.grants(&[]));
     let pre = rt.load(&name, &bytes, options).await?;
 
     if let Some(function) = &args.function {

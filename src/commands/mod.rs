@@ -9,7 +9,7 @@ pub(crate) mod run;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use airssys_wasm_runtime::{Limits, Runtime, RuntimeConfig};
+use airssys_wasm_runtime::{Capability, Grants, Limits, Runtime, RuntimeConfig};
 use anyhow::Context;
 
 use crate::output::InputError;
@@ -42,6 +42,76 @@ impl LimitArgs {
             l = l.memory(m);
         }
         l.fuel(self.fuel)
+    }
+}
+
+/// What the operator grants and denies on the command line.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GrantArgs {
+    /// Grant a capability (repeatable): `system-call:state`,
+    /// `system-call:env:HOME`, `file-read:/data`... A bare system-call name
+    /// (`state`, `stdin`) is accepted too.
+    #[arg(long = "allow", value_name = "CAP", value_parser = parse_capability)]
+    allow: Vec<Capability>,
+
+    /// Grant read access to a directory (repeatable), seen at the same path.
+    #[arg(long = "allow-read", value_name = "DIR")]
+    allow_read: Vec<PathBuf>,
+
+    /// Grant read and write access to a directory (repeatable).
+    #[arg(long = "allow-write", value_name = "DIR")]
+    allow_write: Vec<PathBuf>,
+
+    /// Grant one environment variable (repeatable), with its value here.
+    #[arg(long = "allow-env", value_name = "NAME")]
+    allow_env: Vec<String>,
+
+    /// Deny a capability (repeatable); wins over any grant. `--deny clock
+    /// --deny random` gives a deterministic component (a fixed clock and
+    /// seeded generators).
+    #[arg(long = "deny", value_name = "CAP", value_parser = parse_capability)]
+    deny: Vec<Capability>,
+}
+
+impl GrantArgs {
+    /// The grants, plus `extra` the command itself implies.
+    pub(crate) fn grants(&self, extra: &[Capability]) -> Grants {
+        let mut allow: Vec<Capability> = self.allow.clone();
+        allow.extend(
+            self.allow_read
+                .iter()
+                .map(|p| Capability::FileRead(p.clone())),
+        );
+        allow.extend(
+            self.allow_write
+                .iter()
+                .map(|p| Capability::FileWrite(p.clone())),
+        );
+        allow.extend(
+            self.allow_env
+                .iter()
+                .map(|n| Capability::SystemCall(format!("env:{n}"))),
+        );
+        allow.extend(extra.iter().cloned());
+        let mut grants = Grants::default();
+        for c in allow {
+            grants = grants.allow(c);
+        }
+        for c in &self.deny {
+            grants = grants.deny(c.clone());
+        }
+        grants
+    }
+}
+
+/// A capability in its string form, or a bare system-call name.
+fn parse_capability(s: &str) -> Result<Capability, String> {
+    match s.parse::<Capability>() {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            let bare = format!("system-call:{s}");
+            bare.parse::<Capability>().map_err(|_| e.to_string())
+        }
     }
 }
 

@@ -2,15 +2,16 @@
 
 use std::path::PathBuf;
 
-use airssys_wasm_runtime::{Limits, PrepareOptions};
+use airssys_wasm_runtime::{Capability, Limits, PrepareOptions};
 
-use super::{LimitArgs, read_component, runtime};
+use super::{GrantArgs, LimitArgs, read_component, runtime};
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Stdio is the terminal's, as with `wasmtime run`; the component's exit status \
-becomes airssys-wasm's. No timeout applies unless --timeout is given."
+    after_help = "stdout and stderr are the terminal's, as with `wasmtime run`; stdin only with \
+--allow stdin; the arguments after `--` are passed. The component's exit status becomes \
+airssys-wasm's. No timeout applies unless --timeout is given."
 )]
 pub(crate) struct Args {
     /// The component file (a wasi:cli/command).
@@ -19,6 +20,9 @@ pub(crate) struct Args {
 
     #[command(flatten)]
     limits: LimitArgs,
+
+    #[command(flatten)]
+    grants: GrantArgs,
 
     /// Arguments passed to the component (after `--`).
     #[arg(last = true, value_name = "ARGS")]
@@ -32,9 +36,11 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
     let limits = args
         .limits
         .limits(Limits::default().timeout(std::time::Duration::MAX));
-    let pre = rt
-        .load(&name, &bytes, PrepareOptions::default().limits(limits))
-        .await?;
+    // The arguments after `--` are the operator's to give: writing them is
+    // granting them.
+    let grants = args.grants.grants(&[Capability::SystemCall("args".into())]);
+    let options = PrepareOptions::default().limits(limits).grants(grants);
+    let pre = rt.load(&name, &bytes, options).await?;
     let mut argv = vec![name];
     argv.extend(args.args);
     let code = pre.run(argv).await?;

@@ -160,6 +160,10 @@ fn call_with_config_and_state() {
         &[
             "call",
             MISBEHAVE,
+            "--allow",
+            "state",
+            "--allow",
+            "config",
             "--input",
             "-",
             "--config",
@@ -174,6 +178,8 @@ fn call_with_config_and_state() {
         stdout(&out)
     );
     let out = cli.run(&["call", COUNTER]);
+    assert_clean_error(&out, 3, "grant it with `--allow system-call:state`");
+    let out = cli.run(&["call", COUNTER, "--allow", "system-call:state"]);
     assert_eq!(stdout(&out), "1");
 }
 
@@ -283,7 +289,12 @@ fn bad_inputs_are_one_clear_line() {
 #[test]
 fn a_misbehaving_component_fails_cleanly() {
     let cli = Cli::new();
-    let out = cli.run_with_stdin(&["call", MISBEHAVE, "--input", "-"], b"panic");
+    let out = cli.run_with_stdin(
+        &[
+            "call", MISBEHAVE, "--allow", "state", "--allow", "config", "--input", "-",
+        ],
+        b"panic",
+    );
     assert_clean_error(&out, 1, "trapped");
     assert!(
         stderr(&out).contains("misbehave: asked to panic"),
@@ -291,17 +302,34 @@ fn a_misbehaving_component_fails_cleanly() {
         stderr(&out)
     );
     let out = cli.run_with_stdin(
-        &["call", MISBEHAVE, "--input", "-", "--timeout", "200ms"],
+        &[
+            "call",
+            MISBEHAVE,
+            "--allow",
+            "state",
+            "--allow",
+            "config",
+            "--input",
+            "-",
+            "--timeout",
+            "200ms",
+        ],
         b"loop",
     );
     assert_clean_error(&out, 1, "timed out after 200 ms");
     let out = cli.run_with_stdin(
-        &["call", MISBEHAVE, "--input", "-", "--memory", "8MiB"],
+        &[
+            "call", MISBEHAVE, "--allow", "state", "--allow", "config", "--input", "-", "--memory",
+            "8MiB",
+        ],
         b"grow",
     );
     assert_clean_error(&out, 1, "memory limit exceeded");
     let out = cli.run_with_stdin(
-        &["call", MISBEHAVE, "--input", "-", "--fuel", "1000000"],
+        &[
+            "call", MISBEHAVE, "--allow", "state", "--allow", "config", "--input", "-", "--fuel",
+            "1000000",
+        ],
         b"loop",
     );
     assert_clean_error(&out, 1, "ran out of fuel");
@@ -331,13 +359,34 @@ fn a_closed_stdout_ends_quietly() {
 #[test]
 fn no_cache_wins_over_the_environment() {
     let cli = Cli::new();
-    let out = cli.run(&["--no-cache", "call", COUNTER]);
+    let out = cli.run(&["--no-cache", "call", COUNTER, "--allow", "state"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         std::fs::read_dir(cli.cache.path()).unwrap().count(),
         0,
         "nothing written to the cache"
     );
+}
+
+#[test]
+fn run_passes_its_arguments_and_checks_file_grants() {
+    let cli = Cli::new();
+    // Arguments after `--` are granted by writing them.
+    let out = cli.run_with_stdin(&["run", HELLO_CLI, "--", "x"], b"secret input");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("x\n"));
+    let out = cli.run(&[
+        "run",
+        HELLO_CLI,
+        "--allow",
+        "file-read:/definitely/not/here",
+    ]);
+    assert_clean_error(&out, 3, "file-read:/definitely/not/here");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, b"x").unwrap();
+    let out = cli.run(&["run", HELLO_CLI, "--allow-read", file.to_str().unwrap()]);
+    assert_clean_error(&out, 3, "grant its directory");
 }
 
 #[test]

@@ -182,6 +182,17 @@ pub enum Error {
         error: ComponentError,
     },
 
+    /// A capability the component needs was not granted.
+    #[error("{component} needs `{capability}`, which was not granted; grant it with `{hint}`")]
+    NotGranted {
+        /// Which component.
+        component: String,
+        /// The capability, in its string form.
+        capability: String,
+        /// The flag (or manifest entry) that grants it.
+        hint: String,
+    },
+
     /// The guest's `init` refused the configuration.
     #[error("{component} refused to start: init returned {}", describe_component_error(.error))]
     InitFailed {

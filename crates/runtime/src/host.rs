@@ -25,6 +25,10 @@ use crate::bindings::wasi::logging::logging::Level;
 /// configuration, state store and log budget.
 pub(crate) struct Shared {
     pub name: String,
+    /// What the component may do, decided at preparation.
+    pub authority: crate::Authority,
+    /// The same, as the flags a store is built from.
+    pub profile: crate::policy::StoreProfile,
     pub limits: Limits,
     /// Sorted by key, so `get` is a binary search and `get-all` a copy.
     pub config: Vec<(String, String)>,
@@ -33,7 +37,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(name: String, limits: Limits, config: Vec<(String, String)>) -> Self {
+    pub(crate) fn new(
+        name: String,
+        authority: crate::Authority,
+        limits: Limits,
+        config: Vec<(String, String)>,
+    ) -> Self {
         // A key given twice keeps its last value, as on a command line.
         let config: Vec<(String, String)> = config
             .into_iter()
@@ -43,6 +52,8 @@ impl Shared {
         let rate = limits.log_lines_per_second;
         Self {
             name,
+            profile: authority.store_profile(),
+            authority,
             config,
             state: StateStore::default(),
             log_budget: Mutex::new(TokenBucket::new(rate)),

@@ -40,6 +40,7 @@ mod dynamic;
 mod error;
 mod host;
 mod output;
+mod policy;
 mod prepared;
 mod runtime;
 
@@ -69,6 +70,7 @@ pub use component::{
 pub use config::{Limits, RuntimeConfig};
 pub use error::{Error, Result, describe_component_error};
 pub use host::LogRecord;
+pub use policy::{AMBIENT, Authority, Grants, grant_hint};
 pub use prepared::{CallOutput, ComponentPre, PrepareOptions, Timings};
 pub use runtime::Runtime;
 

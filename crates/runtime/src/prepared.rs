@@ -36,12 +36,20 @@ pub struct PrepareOptions {
     /// Configuration served through `wasi:config/store` and passed to
     /// `init`.
     pub config: Vec<(String, String)>,
+    /// What the operator grants and denies.
+    pub grants: crate::Grants,
 }
 
 impl PrepareOptions {
     /// Set the limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = Some(limits);
+        self
+    }
+
+    /// Set the grants and denials.
+    pub fn grants(mut self, grants: crate::Grants) -> Self {
+        self.grants = grants;
         self
     }
 
@@ -192,8 +200,17 @@ impl ComponentPre {
             }
             WorldKind::Library => Kind::Library,
         };
+        let required: Option<Vec<crate::Capability>> =
+            (info.metadata.is_some() || !info.capabilities.is_empty()).then(|| {
+                info.capabilities
+                    .iter()
+                    .filter_map(|c| c.parse().ok())
+                    .collect()
+            });
+        let authority =
+            crate::Authority::decide(&name, required.as_deref(), &info.imports, &options.grants)?;
         let permits = Arc::new(Semaphore::new(limits.max_concurrent as usize));
-        let shared = Arc::new(Shared::new(name, limits, options.config));
+        let shared = Arc::new(Shared::new(name, authority, limits, options.config));
         let this = Self {
             inner: Arc::new(PreInner {
                 runtime,
@@ -216,6 +233,13 @@ impl ComponentPre {
     /// The name used in errors and logs.
     pub fn name(&self) -> &str {
         &self.inner.shared.name
+    }
+
+    /// What the component may do: its required capabilities that were
+    /// granted (or its grants, when it declares nothing), the ambient set,
+    /// less what was denied.
+    pub fn authority(&self) -> &crate::Authority {
+        &self.inner.shared.authority
     }
 
     /// The limits every call runs under.
@@ -673,18 +697,62 @@ impl ComponentPre {
     ) -> (Store<HostCtx>, Option<OutputCapture>, Option<OutputCapture>) {
         let shared = &self.inner.shared;
         let limits = &shared.limits;
+        let profile = &shared.profile;
         let mut wasi = WasiCtxBuilder::new();
+        // Everything below is deny by content: what is not granted is
+        // absent (no variables, no stdin, a sink for output), never unlinked.
+        if !profile.env.is_empty() {
+            wasi.envs(&profile.env);
+        }
+        for dir in &profile.dirs {
+            let perms = if dir.write {
+                wasmtime_wasi::FsPerms::ReadWrite
+            } else {
+                wasmtime_wasi::FsPerms::ReadOnly
+            };
+            // Checked at preparation; a directory removed since then is
+            // simply not visible.
+            if let Err(e) = wasi.preopened_dir(&dir.host, &dir.guest, perms) {
+                tracing::warn!(dir = %dir.host.display(), error = %e, "granted directory cannot be opened");
+            }
+        }
+        if !profile.clock {
+            wasi.wall_clock(crate::policy::FixedWallClock)
+                .monotonic_clock(crate::policy::LogicalClock::default());
+        }
+        if !profile.random {
+            wasi.secure_random(crate::policy::seeded_rng(0))
+                .insecure_random(crate::policy::seeded_rng(1))
+                .insecure_random_seed(0);
+        }
+        let (out_ok, err_ok) = (profile.stdout, profile.stderr);
         let (stdout, stderr) = match stdio {
             Stdio::Capture => {
-                let (o, e) = (
-                    OutputCapture::new(limits.output_bytes),
-                    OutputCapture::new(limits.output_bytes),
-                );
-                wasi.stdout(o.clone()).stderr(e.clone());
-                (Some(o), Some(e))
+                let o = out_ok.then(|| OutputCapture::new(limits.output_bytes));
+                let e = err_ok.then(|| OutputCapture::new(limits.output_bytes));
+                if let Some(o) = &o {
+                    wasi.stdout(o.clone());
+                }
+                if let Some(e) = &e {
+                    wasi.stderr(e.clone());
+                }
+                (o, e)
             }
             Stdio::Inherit { args } => {
-                wasi.inherit_stdio().args(&args);
+                if profile.args {
+                    wasi.args(&args);
+                } else if let Some(program) = args.first() {
+                    wasi.args(std::slice::from_ref(program));
+                }
+                if profile.stdin {
+                    wasi.inherit_stdin();
+                }
+                if out_ok {
+                    wasi.inherit_stdout();
+                }
+                if err_ok {
+                    wasi.inherit_stderr();
+                }
                 (None, None)
             }
         };

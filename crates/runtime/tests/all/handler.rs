@@ -1,13 +1,13 @@
 //! The contract: execute, lifecycle, config, state, logging, messaging.
 
-use airssys_wasm_runtime::{Error, HealthStatus, Message, PrepareOptions};
+use airssys_wasm_runtime::{Capability, Error, HealthStatus, Message, PrepareOptions};
 use airssys_wasm_test_guests::{COUNTER, ECHO, MISBEHAVE};
 
 use crate::{load, test_limits, text};
 
 #[tokio::test]
 async fn echo_returns_the_payload_and_adds_a_header() {
-    let echo = load(ECHO, PrepareOptions::default()).await;
+    let echo = load(ECHO, crate::opts()).await;
     let input = Message {
         payload: b"hello \xff bytes".to_vec(),
         content_type: Some("application/octet-stream".into()),
@@ -31,7 +31,7 @@ async fn echo_returns_the_payload_and_adds_a_header() {
 
 #[tokio::test]
 async fn metadata_and_health_come_from_the_component() {
-    let echo = load(ECHO, PrepareOptions::default()).await;
+    let echo = load(ECHO, crate::opts()).await;
     let meta = echo.metadata().await.unwrap();
     assert_eq!(meta.name, "echo");
     let embedded = echo
@@ -49,7 +49,7 @@ async fn metadata_and_health_come_from_the_component() {
 
 #[tokio::test]
 async fn counter_keeps_state_across_calls_but_not_across_preparations() {
-    let counter = load(COUNTER, PrepareOptions::default()).await;
+    let counter = load(COUNTER, crate::opts()).await;
     for expected in 1..=3 {
         let out = counter.execute(text("")).await.unwrap();
         assert_eq!(
@@ -62,14 +62,14 @@ async fn counter_keeps_state_across_calls_but_not_across_preparations() {
         counter.info().capabilities,
         vec!["system-call:state".to_string()]
     );
-    let fresh = load(COUNTER, PrepareOptions::default()).await;
+    let fresh = load(COUNTER, crate::opts()).await;
     let out = fresh.execute(text("")).await.unwrap();
     assert_eq!(out.value.payload, b"1");
 }
 
 #[tokio::test]
 async fn concurrent_increments_are_not_lost() {
-    let counter = load(COUNTER, PrepareOptions::default()).await;
+    let counter = load(COUNTER, crate::opts()).await;
     let calls = (0..20).map(|_| {
         let c = counter.clone();
         tokio::spawn(async move { c.execute(text("")).await.map(|o| o.value.payload) })
@@ -87,7 +87,7 @@ async fn concurrent_increments_are_not_lost() {
 async fn config_is_served_to_the_guest() {
     let guest = load(
         MISBEHAVE,
-        PrepareOptions::default().limits(test_limits()).config(vec![
+        crate::opts().limits(test_limits()).config(vec![
             ("colour".into(), "blue".into()),
             ("size".into(), "3".into()),
         ]),
@@ -107,7 +107,7 @@ async fn a_failing_init_fails_preparation() {
         .load(
             "misbehave.wasm",
             &bytes,
-            PrepareOptions::default()
+            crate::opts()
                 .limits(test_limits())
                 .config(vec![("fail-init".into(), "true".into())]),
         )
@@ -120,7 +120,7 @@ async fn a_failing_init_fails_preparation() {
 
 #[tokio::test]
 async fn the_guest_sees_an_empty_environment() {
-    let guest = load(MISBEHAVE, PrepareOptions::default().limits(test_limits())).await;
+    let guest = load(MISBEHAVE, crate::opts().limits(test_limits())).await;
     // SAFETY of the test: the host's environment is not empty.
     assert!(std::env::vars().next().is_some());
     let out = guest.execute(text("env")).await.unwrap();
@@ -129,7 +129,7 @@ async fn the_guest_sees_an_empty_environment() {
 
 #[tokio::test]
 async fn a_typed_guest_error_is_not_a_trap() {
-    let guest = load(MISBEHAVE, PrepareOptions::default().limits(test_limits())).await;
+    let guest = load(MISBEHAVE, crate::opts().limits(test_limits())).await;
     let err = guest.execute(text("no-such-command")).await.unwrap_err();
     assert!(matches!(err, Error::Guest { .. }), "{err:?}");
     // And the component still works.
@@ -141,7 +141,7 @@ async fn a_typed_guest_error_is_not_a_trap() {
 
 #[tokio::test]
 async fn messaging_is_unavailable_without_a_registry() {
-    let guest = load(MISBEHAVE, PrepareOptions::default().limits(test_limits())).await;
+    let guest = load(MISBEHAVE, crate::opts().limits(test_limits())).await;
     let out = guest.execute(text("message")).await.unwrap();
     let body = String::from_utf8(out.value.payload).unwrap();
     let lines: Vec<&str> = body.lines().collect();
@@ -152,4 +152,51 @@ async fn messaging_is_unavailable_without_a_registry() {
             "{line}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_required_capability_that_is_not_granted_refuses_the_component() {
+    let rt = crate::runtime();
+    let err = rt
+        .load(
+            "counter.wasm",
+            &crate::read(COUNTER),
+            PrepareOptions::default(),
+        )
+        .await
+        .err()
+        .expect("refused before running");
+    assert!(matches!(err, Error::NotGranted { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("grant it with `--allow system-call:state`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn denying_clock_and_random_makes_a_component_deterministic() {
+    let grants = crate::opts()
+        .grants
+        .deny(Capability::SystemCall("clock".into()))
+        .deny(Capability::SystemCall("random".into()));
+    let guest = load(
+        MISBEHAVE,
+        crate::opts().grants(grants).limits(test_limits()),
+    )
+    .await;
+    let first = guest.execute(text("entropy")).await.unwrap().value.payload;
+    let second = guest.execute(text("entropy")).await.unwrap().value.payload;
+    assert_eq!(first, second, "same calls, same answers");
+    assert!(
+        String::from_utf8_lossy(&first).starts_with("clock=0 "),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+
+    let free = load(MISBEHAVE, crate::opts().limits(test_limits())).await;
+    let a = free.execute(text("entropy")).await.unwrap().value.payload;
+    let b = free.execute(text("entropy")).await.unwrap().value.payload;
+    assert_ne!(a, b, "a real generator differs between calls");
+    assert!(!String::from_utf8_lossy(&a).starts_with("clock=0 "));
 }

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use airssys_wasm_runtime::{ComponentPre, Error, Limits, PrepareOptions, Runtime, RuntimeConfig};
+use airssys_wasm_runtime::{ComponentPre, Error, Limits, Runtime, RuntimeConfig};
 use airssys_wasm_test_guests::MISBEHAVE;
 
 use crate::{load, load_in, test_limits, text};
 
 async fn guest(limits: Limits) -> ComponentPre {
-    load(MISBEHAVE, PrepareOptions::default().limits(limits)).await
+    load(MISBEHAVE, crate::opts().limits(limits)).await
 }
 
 async fn still_works(g: &ComponentPre) {
@@ -166,7 +166,7 @@ async fn fuel_runs_out() {
     let g = load_in(
         &rt,
         MISBEHAVE,
-        PrepareOptions::default().limits(test_limits().fuel(Some(5_000_000))),
+        crate::opts().limits(test_limits().fuel(Some(5_000_000))),
     )
     .await;
     let err = g.execute(text("loop")).await.unwrap_err();
@@ -186,12 +186,7 @@ async fn fuel_runs_out() {
 #[tokio::test]
 async fn without_a_budget_a_fuel_runtime_runs_unmetered() {
     let rt = Runtime::new(RuntimeConfig::default().fuel(true).max_instances(8)).unwrap();
-    let g = load_in(
-        &rt,
-        MISBEHAVE,
-        PrepareOptions::default().limits(test_limits()),
-    )
-    .await;
+    let g = load_in(&rt, MISBEHAVE, crate::opts().limits(test_limits())).await;
     still_works(&g).await;
 }
 
@@ -202,7 +197,7 @@ async fn fuel_on_a_runtime_without_it_is_refused() {
         .load(
             "misbehave.wasm",
             &crate::read(MISBEHAVE),
-            PrepareOptions::default().limits(test_limits().fuel(Some(1))),
+            crate::opts().limits(test_limits().fuel(Some(1))),
         )
         .await
         .err()
@@ -234,7 +229,7 @@ async fn an_exhausted_pool_is_overloaded_not_a_crash() {
     let g = load_in(
         &rt,
         MISBEHAVE,
-        PrepareOptions::default().limits(test_limits().timeout(Duration::from_millis(500))),
+        crate::opts().limits(test_limits().timeout(Duration::from_millis(500))),
     )
     .await;
     let (a, b) = tokio::join!(g.execute(text("sleep")), async {

@@ -18,13 +18,24 @@ mod worlds;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use airssys_wasm_runtime::{ComponentPre, Limits, Message, PrepareOptions, Runtime, RuntimeConfig};
+use airssys_wasm_runtime::{
+    Capability, ComponentPre, Grants, Limits, Message, PrepareOptions, Runtime, RuntimeConfig,
+};
 
 /// One runtime for the tests that need no special engine settings.
 pub(crate) fn runtime() -> Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| Runtime::new(RuntimeConfig::default().max_instances(64)).unwrap())
         .clone()
+}
+
+/// Options that grant what the test guests require (`state`, `config`).
+pub(crate) fn opts() -> PrepareOptions {
+    PrepareOptions::default().grants(
+        Grants::default()
+            .allow(Capability::SystemCall("state".into()))
+            .allow(Capability::SystemCall("config".into())),
+    )
 }
 
 /// Limits sized for tests: small memory, short timeout.

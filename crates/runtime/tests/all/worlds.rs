@@ -1,6 +1,6 @@
 //! The standard worlds: wasi:cli/command and wasi:http/proxy.
 
-use airssys_wasm_runtime::{Error, PrepareOptions, WorldKind};
+use airssys_wasm_runtime::{Capability, Error, Grants, PrepareOptions, WorldKind};
 use airssys_wasm_test_guests::{ECHO, HELLO_CLI, HELLO_HTTP};
 use http_body_util::{BodyExt, Full};
 
@@ -8,7 +8,8 @@ use crate::load;
 
 #[tokio::test]
 async fn a_command_runs_and_its_exit_status_is_returned() {
-    let cli = load(HELLO_CLI, PrepareOptions::default()).await;
+    let args = Grants::default().allow(Capability::SystemCall("args".into()));
+    let cli = load(HELLO_CLI, PrepareOptions::default().grants(args)).await;
     assert_eq!(cli.info().kind, WorldKind::Command);
     assert_eq!(
         cli.run(vec!["hello-cli".into(), "a".into()]).await.unwrap(),
@@ -21,6 +22,14 @@ async fn a_command_runs_and_its_exit_status_is_returned() {
             .await
             .unwrap(),
         1
+    );
+    // Without the `args` grant the guest sees only its program name.
+    let bare = load(HELLO_CLI, PrepareOptions::default()).await;
+    assert_eq!(
+        bare.run(vec!["hello-cli".into(), "--exit".into(), "7".into()])
+            .await
+            .unwrap(),
+        0
     );
     // A handler is not a command.
     let echo = load(ECHO, PrepareOptions::default()).await;

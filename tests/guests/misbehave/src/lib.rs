@@ -18,6 +18,7 @@
 //! | `exit`      | calls `exit(3)`; WASI 0.2 carries it as failure (status 1)  |
 //! | `env`       | answers with its environment as `KEY=VALUE` lines           |
 //! | `get-many`  | asks `get-many` for one 512 KiB value 200 times; answers the error |
+//! | `entropy`   | answers `clock=SECONDS random=U64` from the wall clock and the RNG |
 //! | `message`   | sends, requests and publishes; answers with the three errors |
 //!
 //! `init` fails with `invalid-input` when the configuration sets
@@ -31,7 +32,7 @@ use airssys_wasm_sdk::{
     ComponentError, Handler, Lifecycle, Message, component, config, log, messaging, state,
 };
 
-const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, config, exit, env, message, get-many";
+const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, config, exit, env, message, get-many, entropy";
 const MIB: usize = 1 << 20;
 
 #[component(
@@ -82,6 +83,11 @@ impl Handler for Misbehave {
             "env" => Ok(Message::text(lines(std::env::vars()))),
             "message" => Ok(Message::text(message())),
             "get-many" => Ok(Message::text(get_many_amplified())),
+            "entropy" => Ok(Message::text(format!(
+                "clock={} random={}",
+                wasip2::clocks::wall_clock::now().seconds,
+                wasip2::random::random::get_random_u64()
+            ))),
             other => Err(ComponentError::InvalidInput(format!(
                 "unknown command `{other}`; send one of {COMMANDS}"
             ))),
