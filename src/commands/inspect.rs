@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use airssys_wasm_runtime::wit_text;
+use airssys_wasm_runtime::{Authority, Capability, wit_text};
 use serde_json::json;
 
-use super::{read_component, runtime};
+use super::{GrantArgs, read_component, runtime};
 use std::fmt::Write as _;
 
 use crate::output::{print_json, print_text};
@@ -20,6 +20,9 @@ pub(crate) struct Args {
     /// Print a JSON object instead of text.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    grants: GrantArgs,
 }
 
 pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> {
@@ -30,9 +33,25 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
     let compiled = rt.compile(&name, &bytes)?;
     let info = &compiled.info;
     let wit = wit_text(&name, &bytes)?;
+    // Required, granted and effective side by side: what `call` or `run`
+    // with the same flags would give the component, or why it would refuse.
+    let grants = args.grants.grants(&[]);
+    let strings = |caps: &[Capability]| caps.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let granted = strings(&grants.allow);
+    let decided = Authority::for_component(info, &grants);
+    let effective = decided
+        .as_ref()
+        .map(|a| strings(a.effective()))
+        .map_err(|e| e.to_string());
     if args.json {
         let mut v = serde_json::to_value(info.as_ref())?;
         v["wit"] = json!(wit);
+        v["required"] = json!(info.required().map(|r| strings(&r)));
+        v["granted"] = json!(granted);
+        match &effective {
+            Ok(e) => v["effective"] = json!(e),
+            Err(refused) => v["refused"] = json!(refused),
+        }
         print_json(&v)?;
         return Ok(crate::exit::OK);
     }
@@ -48,13 +67,32 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
             let _ = writeln!(text, "description:  {}", m.description);
         }
     }
-    if info.metadata.is_some() || !info.capabilities.is_empty() {
-        let caps = if info.capabilities.is_empty() {
+    let list = |items: &[String]| {
+        if items.is_empty() {
             "(none)".to_string()
         } else {
-            info.capabilities.join(", ")
-        };
-        let _ = writeln!(text, "capabilities: {caps}");
+            items.join(", ")
+        }
+    };
+    match info.required() {
+        Some(required) => {
+            let _ = writeln!(text, "required:     {}", list(&strings(&required)));
+        }
+        None => {
+            let _ = writeln!(
+                text,
+                "required:     (declares nothing: its grants are its authority)"
+            );
+        }
+    }
+    let _ = writeln!(text, "granted:      {}", list(&granted));
+    match &effective {
+        Ok(e) => {
+            let _ = writeln!(text, "effective:    {}", list(e));
+        }
+        Err(refused) => {
+            let _ = writeln!(text, "effective:    refused: {refused}");
+        }
     }
     let _ = writeln!(text);
     text.push_str(&wit);

@@ -203,6 +203,27 @@ fn inspect_shows_digest_world_metadata_and_wit() {
     let out = cli.run(&["inspect", COUNTER, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["capabilities"], serde_json::json!(["system-call:state"]));
+    assert_eq!(v["required"], serde_json::json!(["system-call:state"]));
+    assert!(
+        v["refused"]
+            .as_str()
+            .unwrap()
+            .contains("--allow system-call:state"),
+        "{v}"
+    );
+    let granted = cli.run(&[
+        "inspect", COUNTER, "--json", "--allow", "state", "--deny", "clock",
+    ]);
+    let g: serde_json::Value = serde_json::from_slice(&granted.stdout).unwrap();
+    let effective: Vec<&str> = g["effective"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(effective.contains(&"system-call:state"), "{g}");
+    assert!(!effective.contains(&"system-call:clock"), "denied: {g}");
+    assert!(effective.contains(&"system-call:random"), "ambient: {g}");
     assert_eq!(v["kind"], "airssys");
     assert!(
         v["imports"]

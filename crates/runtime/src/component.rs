@@ -145,6 +145,17 @@ impl ComponentInfo {
         })
     }
 
+    /// The capabilities the component declares it requires, or `None` when
+    /// it carries no metadata of ours (then its grants are its authority).
+    pub fn required(&self) -> Option<Vec<crate::Capability>> {
+        (self.metadata.is_some() || !self.capabilities.is_empty()).then(|| {
+            self.capabilities
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect()
+        })
+    }
+
     /// Fill in the world from the compiled component's type.
     pub(crate) fn with_world(mut self, engine: &Engine, component: &Component) -> Self {
         let ty = component.component_type();

@@ -89,6 +89,18 @@ pub fn grant_hint(cap: &Capability) -> String {
 }
 
 impl Authority {
+    /// Decide what the component described by `info` may do under `grants`:
+    /// the check `Runtime::prepare` makes, without preparing anything (for
+    /// `inspect`).
+    pub fn for_component(info: &crate::ComponentInfo, grants: &Grants) -> Result<Self> {
+        Self::decide(
+            &info.name,
+            info.required().as_deref(),
+            &info.imports,
+            grants,
+        )
+    }
+
     /// Decide: `required` is `None` for a component that declares nothing.
     pub(crate) fn decide(
         component: &str,

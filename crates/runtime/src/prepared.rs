@@ -200,15 +200,12 @@ impl ComponentPre {
             }
             WorldKind::Library => Kind::Library,
         };
-        let required: Option<Vec<crate::Capability>> =
-            (info.metadata.is_some() || !info.capabilities.is_empty()).then(|| {
-                info.capabilities
-                    .iter()
-                    .filter_map(|c| c.parse().ok())
-                    .collect()
-            });
-        let authority =
-            crate::Authority::decide(&name, required.as_deref(), &info.imports, &options.grants)?;
+        let authority = crate::Authority::decide(
+            &name,
+            info.required().as_deref(),
+            &info.imports,
+            &options.grants,
+        )?;
         let permits = Arc::new(Semaphore::new(limits.max_concurrent as usize));
         let shared = Arc::new(Shared::new(name, authority, limits, options.config));
         let this = Self {
