@@ -51,6 +51,11 @@ const GUESTS: &[Guest] = &[
         doc: "`tests/guests/misbehave`: an SDK component that misbehaves as its payload says (`loop`, `grow`, `recurse`, `panic`, `output`, `sleep`, `files`, `log-flood`, `state-big`, `config`, `exit`, `env`, `echo`); its `init` fails when config `fail-init` is `true`.",
     },
     Guest {
+        constant: "ESCAPE",
+        file: "escape.wasm",
+        doc: "`tests/guests/escape`: a `wasi:cli/command` that tries one way out of its sandbox per run (`cat`, `write`, `ls`, `env`, `stdin`) and prints what it got or `error: ...`.",
+    },
+    Guest {
         constant: "TYPES",
         file: "types.wasm",
         doc: "`tests/guests/types`: a plain wit-bindgen component (`test:types/api` and a top-level `hello`) with one function per WIT type family, for dynamic calls.",

@@ -7,6 +7,8 @@
     reason = "tests and their helpers fail by panicking"
 )]
 
+mod escape;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -36,16 +38,20 @@ impl Cli {
     }
 
     fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap()
+        with_stdin(self.cmd(args), input)
     }
+}
+
+/// Run `cmd` with `input` on its stdin.
+fn with_stdin(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
