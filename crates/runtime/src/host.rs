@@ -324,6 +324,36 @@ struct StateInner {
     bytes: usize,
 }
 
+impl StateInner {
+    /// Store `key` = `value` in `bucket` unless the component's total would
+    /// pass `quota` bytes (keys and values counted).
+    fn insert_within_quota(
+        &mut self,
+        quota: usize,
+        bucket: &str,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KvError> {
+        let old = self
+            .buckets
+            .get(bucket)
+            .and_then(|b| b.get(&key))
+            .map_or(0, |v| key.len() + v.len());
+        let new_total = self.bytes - old + key.len() + value.len();
+        if new_total > quota {
+            return Err(KvError::Other(format!(
+                "state quota of {quota} bytes exceeded (would hold {new_total} bytes)"
+            )));
+        }
+        self.bytes = new_total;
+        self.buckets
+            .entry(bucket.to_string())
+            .or_default()
+            .insert(key, value);
+        Ok(())
+    }
+}
+
 /// An open bucket, as the guest holds it.
 pub struct Bucket {
     name: String,
@@ -372,25 +402,7 @@ impl HostCtx {
             )));
         }
         let mut inner = self.shared.state.lock();
-        let old = inner
-            .buckets
-            .get(bucket)
-            .and_then(|b| b.get(&key))
-            .map_or(0, |v| key.len() + v.len());
-        let new_total = inner.bytes - old + key.len() + value.len();
-        if new_total > limits.state_total_bytes {
-            return Err(KvError::Other(format!(
-                "state quota of {} bytes exceeded (would hold {new_total} bytes)",
-                limits.state_total_bytes
-            )));
-        }
-        inner.bytes = new_total;
-        inner
-            .buckets
-            .entry(bucket.to_string())
-            .or_default()
-            .insert(key, value);
-        Ok(())
+        inner.insert_within_quota(limits.state_total_bytes, bucket, key, value)
     }
 }
 
@@ -523,17 +535,10 @@ impl crate::bindings::wasi::keyvalue::atomics::Host for HostCtx {
             ))));
         };
         let value = next.to_string().into_bytes();
-        let old = inner
-            .buckets
-            .get(&name)
-            .and_then(|b| b.get(&key))
-            .map_or(0, |v| key.len() + v.len());
-        let new_total = inner.bytes - old + key.len() + value.len();
-        if new_total > self.shared.limits.state_total_bytes {
-            return Ok(Err(KvError::Other("state quota exceeded".into())));
+        let quota = self.shared.limits.state_total_bytes;
+        if let Err(e) = inner.insert_within_quota(quota, &name, key, value) {
+            return Ok(Err(e));
         }
-        inner.bytes = new_total;
-        inner.buckets.entry(name).or_default().insert(key, value);
         Ok(Ok(next))
     }
 }
