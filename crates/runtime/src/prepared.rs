@@ -132,6 +132,9 @@ struct PreInner {
     kind: Kind,
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
+    /// Every exported function, listed once: dynamic calls look names up
+    /// here instead of walking the component's type on each call.
+    functions: Vec<String>,
 }
 
 /// An exported function found by name, with its types.
@@ -208,6 +211,7 @@ impl ComponentPre {
         )?;
         let permits = Arc::new(Semaphore::new(limits.max_concurrent as usize));
         let shared = Arc::new(Shared::new(name, authority, limits, options.config));
+        let functions = crate::component::exported_functions(runtime.engine(), component);
         let this = Self {
             inner: Arc::new(PreInner {
                 runtime,
@@ -216,6 +220,7 @@ impl ComponentPre {
                 kind,
                 shared,
                 permits,
+                functions,
             }),
         };
         this.probe().await?;
@@ -250,11 +255,8 @@ impl ComponentPre {
     }
 
     /// Every exported function, as `name` or `interface#name`.
-    pub fn functions(&self) -> Vec<String> {
-        crate::component::exported_functions(
-            self.inner.runtime.engine(),
-            &self.inner.compiled.component,
-        )
+    pub fn functions(&self) -> &[String] {
+        &self.inner.functions
     }
 
     /// Run `metadata` and `init` once in a probe instance.
@@ -482,12 +484,12 @@ impl ComponentPre {
     fn resolve_function(&self, wanted: &str) -> Result<Resolved> {
         let component = &self.inner.compiled.component;
         let all = self.functions();
-        let full = dynamic::match_function(&all, wanted).map_err(|candidates| {
+        let full = dynamic::match_function(all, wanted).map_err(|candidates| {
             if candidates.is_empty() {
                 Error::MissingExport {
                     component: self.name().to_string(),
                     wanted: format!("a function `{wanted}`"),
-                    available: all.clone(),
+                    available: all.to_vec(),
                 }
             } else {
                 Error::AmbiguousFunction {
@@ -508,13 +510,13 @@ impl ComponentPre {
                 .ok_or_else(|| Error::MissingExport {
                     component: self.name().to_string(),
                     wanted: full.clone(),
-                    available: all.clone(),
+                    available: all.to_vec(),
                 })?;
         let wasmtime::component::types::ComponentItem::ComponentFunc(ty) = item else {
             return Err(Error::MissingExport {
                 component: self.name().to_string(),
                 wanted: full,
-                available: all,
+                available: all.to_vec(),
             });
         };
         let params: Vec<_> = ty.params().map(|(n, t)| (n.to_string(), t)).collect();
