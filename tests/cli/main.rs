@@ -42,6 +42,16 @@ impl Cli {
     }
 }
 
+/// `call` of the misbehave guest with the grants it requires, the payload
+/// on stdin, and `extra` flags.
+fn misbehave(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = vec![
+        "call", MISBEHAVE, "--allow", "state", "--allow", "config", "--input", "-",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Run `cmd` with `input` on its stdin.
 fn with_stdin(mut cmd: Command, input: &[u8]) -> Output {
     let mut child = cmd
@@ -162,21 +172,7 @@ fn call_a_function_with_json_or_wave_arguments() {
 #[test]
 fn call_with_config_and_state() {
     let cli = Cli::new();
-    let out = cli.run_with_stdin(
-        &[
-            "call",
-            MISBEHAVE,
-            "--allow",
-            "state",
-            "--allow",
-            "config",
-            "--input",
-            "-",
-            "--config",
-            "greeting=hi there",
-        ],
-        b"config",
-    );
+    let out = cli.run_with_stdin(&misbehave(&["--config", "greeting=hi there"]), b"config");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("greeting=hi there"),
@@ -316,49 +312,18 @@ fn bad_inputs_are_one_clear_line() {
 #[test]
 fn a_misbehaving_component_fails_cleanly() {
     let cli = Cli::new();
-    let out = cli.run_with_stdin(
-        &[
-            "call", MISBEHAVE, "--allow", "state", "--allow", "config", "--input", "-",
-        ],
-        b"panic",
-    );
+    let out = cli.run_with_stdin(&misbehave(&[]), b"panic");
     assert_clean_error(&out, 1, "trapped");
     assert!(
         stderr(&out).contains("misbehave: asked to panic"),
         "{}",
         stderr(&out)
     );
-    let out = cli.run_with_stdin(
-        &[
-            "call",
-            MISBEHAVE,
-            "--allow",
-            "state",
-            "--allow",
-            "config",
-            "--input",
-            "-",
-            "--timeout",
-            "200ms",
-        ],
-        b"loop",
-    );
+    let out = cli.run_with_stdin(&misbehave(&["--timeout", "200ms"]), b"loop");
     assert_clean_error(&out, 1, "timed out after 200 ms");
-    let out = cli.run_with_stdin(
-        &[
-            "call", MISBEHAVE, "--allow", "state", "--allow", "config", "--input", "-", "--memory",
-            "8MiB",
-        ],
-        b"grow",
-    );
+    let out = cli.run_with_stdin(&misbehave(&["--memory", "8MiB"]), b"grow");
     assert_clean_error(&out, 1, "memory limit exceeded");
-    let out = cli.run_with_stdin(
-        &[
-            "call", MISBEHAVE, "--allow", "state", "--allow", "config", "--input", "-", "--fuel",
-            "1000000",
-        ],
-        b"loop",
-    );
+    let out = cli.run_with_stdin(&misbehave(&["--fuel", "1000000"]), b"loop");
     assert_clean_error(&out, 1, "ran out of fuel");
 }
 
