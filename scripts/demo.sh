@@ -24,6 +24,12 @@ echo '{"n": 1}' | "$aw" call "$wasm/echo.wasm" --input - --content-type applicat
 show inspect "$wasm/counter.wasm"
 show call "$wasm/counter.wasm" --allow system-call:state; echo
 
+# The same components from a manifest: built on use, with the grants and
+# limits written there.
+export CARGO_TARGET_DIR=target/guests
+show call --manifest examples/airssys.toml counter; echo
+unset CARGO_TARGET_DIR
+
 show inspect "$wasm/hello-cli.wasm"
 show run "$wasm/hello-cli.wasm" -- one two three
 

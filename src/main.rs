@@ -32,6 +32,8 @@ Exit status:
 Environment:
   AIRSSYS_CACHE_DIR  where compiled code is kept (default: $XDG_CACHE_HOME/airssys-wasm,
                      else ~/.cache/airssys-wasm)
+  AIRSSYS_POLICY     the host-wide policy file (--policy)
+  AIRSSYS_MANIFEST   the manifest (--manifest)
   RUST_LOG           host log filter, e.g. `debug` or `airssys_wasm_runtime=trace`";
 
 /// Run, call, inspect and compile WebAssembly components.
@@ -46,6 +48,11 @@ pub(crate) struct Cli {
     /// and AIRSSYS_CACHE_DIR).
     #[arg(long, global = true)]
     no_cache: bool,
+
+    /// The operator's host-wide policy file: denials over every component
+    /// and directories no grant may reach (see docs/security.md).
+    #[arg(long, global = true, env = "AIRSSYS_POLICY", value_name = "FILE")]
+    policy: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -92,11 +99,17 @@ fn main() -> ExitCode {
         cli.cache_dir.clone().or_else(default_cache_dir)
     };
     let result = runtime.block_on(async move {
+        let policy = match &cli.policy {
+            Some(path) => airssys_wasm_manifest::PolicyFile::load(path)
+                .map_err(|e| output::InputError(e.to_string()))?,
+            None => Default::default(),
+        };
+        let host = commands::Host { cache_dir, policy };
         match cli.command {
-            Command::Run(args) => commands::run::main(args, cache_dir).await,
-            Command::Call(args) => commands::call::main(args, cache_dir).await,
-            Command::Inspect(args) => commands::inspect::main(args, cache_dir).await,
-            Command::Compile(args) => commands::compile::main(args, cache_dir).await,
+            Command::Run(args) => commands::run::main(args, host).await,
+            Command::Call(args) => commands::call::main(args, host).await,
+            Command::Inspect(args) => commands::inspect::main(args, host).await,
+            Command::Compile(args) => commands::compile::main(args, host).await,
         }
     });
     match result {

@@ -4,12 +4,12 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use airssys_wasm_runtime::{CallOutput, ComponentPre, Message, PrepareOptions, WorldKind};
+use airssys_wasm_runtime::{CallOutput, ComponentPre, Message, WorldKind};
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use serde_json::json;
 
-use super::{GrantArgs, LimitArgs, parse_pair, read_component, runtime};
+use super::{GrantArgs, Host, LimitArgs, Target, parse_pair, runtime};
 use crate::output::{InputError, print_json, print_text};
 
 /// Arguments of `call`.
@@ -23,9 +23,8 @@ Without --function or --invoke the component's handler (airssys:component/handle
 is called and its payload written to stdout. JSON arguments are an array (positional) or an
 object keyed by parameter name; see docs/json-mapping.md for how each WIT type is written.")]
 pub(crate) struct Args {
-    /// The component file.
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
+    #[command(flatten)]
+    target: Target,
 
     /// The payload: a file, or `-` for stdin (default: empty).
     #[arg(long, value_name = "FILE|-")]
@@ -77,8 +76,9 @@ pub(crate) struct Args {
     json: bool,
 }
 
-pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> {
-    let (name, bytes) = read_component(&args.file)?;
+pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
+    let loaded = args.target.load()?;
+    let name = loaded.name.clone();
     // Read the input before compiling, so a bad --input fails fast.
     let payload = read_input(args.input.as_deref())?;
     let fn_args = match &args.args {
@@ -86,13 +86,15 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
         Some(text) => serde_json::from_str(text)
             .map_err(|e| InputError(format!("--args is not valid JSON: {e}")))?,
     };
-    let rt = runtime(cache_dir, args.limits.fuel.is_some())?;
-    let limits = args.limits.limits(rt.default_limits());
-    let options = PrepareOptions::default()
-        .limits(limits)
-        .config(args.config.clone())
-        .grants(args.grants.grants(&[]));
-    let pre = rt.load(&name, &bytes, options).await?;
+    let fuel =
+        args.limits.fuel.is_some() || loaded.entry.as_ref().is_some_and(|e| e.fuel.is_some());
+    let rt = runtime(&host, fuel)?;
+    let limits = args.limits.limits(loaded.limits(rt.default_limits()));
+    let mut options = loaded.options(args.grants.grants(loaded.grants(), &[]), limits);
+    // Flags come after the manifest: a key given in both keeps the flag's.
+    options.config.extend(args.config.iter().cloned());
+    let pre = rt.load(&name, &loaded.bytes, options).await?;
+    loaded.check_version(pre.info())?;
 
     if let Some(function) = &args.function {
         let out = pre.call_json(function, &fn_args).await?;

@@ -7,7 +7,7 @@ use airssys_wasm_runtime::Source;
 use anyhow::bail;
 use serde_json::json;
 
-use super::{read_component, runtime};
+use super::{Host, read_component, runtime};
 use crate::output::{InputError, print_json, print_text};
 
 /// Arguments of `compile`.
@@ -22,14 +22,14 @@ pub(crate) struct Args {
     json: bool,
 }
 
-pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> {
-    if cache_dir.is_none() {
+pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
+    if host.cache_dir.is_none() {
         bail!(InputError(
             "compile fills the cache, but --no-cache was given".into()
         ));
     }
     let (name, bytes) = read_component(&args.file)?;
-    let rt = runtime(cache_dir, false)?;
+    let rt = runtime(&host, false)?;
     let start = Instant::now();
     let compiled = rt.compile(&name, &bytes)?;
     let elapsed = start.elapsed();

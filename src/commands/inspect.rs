@@ -1,11 +1,9 @@
 //! `airssys-wasm inspect`: what a component is, without running it.
 
-use std::path::PathBuf;
-
-use airssys_wasm_runtime::{Authority, Capability, wit_text};
+use airssys_wasm_runtime::{Capability, Limits, wit_text};
 use serde_json::json;
 
-use super::{GrantArgs, read_component, runtime};
+use super::{GrantArgs, Host, Target, runtime};
 use std::fmt::Write as _;
 
 use crate::output::{print_json, print_text};
@@ -13,9 +11,8 @@ use crate::output::{print_json, print_text};
 /// Arguments of `inspect`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The component file.
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
+    #[command(flatten)]
+    target: Target,
 
     /// Print a JSON object instead of text.
     #[arg(long)]
@@ -25,20 +22,24 @@ pub(crate) struct Args {
     grants: GrantArgs,
 }
 
-pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> {
-    let (name, bytes) = read_component(&args.file)?;
-    let rt = runtime(cache_dir, false)?;
+pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
+    let loaded = args.target.load()?;
+    let (name, bytes) = (&loaded.name, &loaded.bytes);
+    let rt = runtime(&host, false)?;
     // Compiling validates the whole component and gives its world; the
     // cache makes a second look instant.
-    let compiled = rt.compile(&name, &bytes)?;
+    let compiled = rt.compile(name, bytes)?;
     let info = &compiled.info;
-    let wit = wit_text(&name, &bytes)?;
+    loaded.check_version(info)?;
+    let wit = wit_text(name, bytes)?;
     // Required, granted and effective side by side: what `call` or `run`
     // with the same flags would give the component, or why it would refuse.
-    let grants = args.grants.grants(&[]);
+    let grants = args.grants.grants(loaded.grants(), &[]);
     let strings = |caps: &[Capability]| caps.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let granted = strings(&grants.allow);
-    let decided = Authority::for_component(info, &grants);
+    let granted: Vec<String> = grants.allow.iter().map(ToString::to_string).collect();
+    let options = loaded.options(grants, Limits::default());
+    let required = rt.required(info, &options);
+    let decided = rt.decide(info, &options);
     let effective = decided
         .as_ref()
         .map(|a| strings(a.effective()))
@@ -46,7 +47,7 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
     if args.json {
         let mut v = serde_json::to_value(info.as_ref())?;
         v["wit"] = json!(wit);
-        v["required"] = json!(info.required().map(|r| strings(&r)));
+        v["required"] = json!(required.map(|r| strings(&r)));
         v["granted"] = json!(granted);
         match &effective {
             Ok(e) => v["effective"] = json!(e),
@@ -56,7 +57,7 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
         return Ok(crate::exit::OK);
     }
     let mut text = String::new();
-    let _ = writeln!(text, "file:         {}", args.file.display());
+    let _ = writeln!(text, "file:         {}", loaded.origin.display());
     let _ = writeln!(text, "digest:       {}", info.digest);
     let _ = writeln!(text, "size:         {} bytes", info.size);
     let _ = writeln!(text, "world:        {}", info.kind);
@@ -74,7 +75,7 @@ pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Resu
             items.join(", ")
         }
     };
-    match info.required() {
+    match required {
         Some(required) => {
             let _ = writeln!(text, "required:     {}", list(&strings(&required)));
         }

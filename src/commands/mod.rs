@@ -1,6 +1,7 @@
 //! One module per subcommand, and what they share: reading a component
 //! file, the limit flags, building the runtime.
 
+mod build;
 pub(crate) mod call;
 pub(crate) mod compile;
 pub(crate) mod inspect;
@@ -9,7 +10,11 @@ pub(crate) mod run;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use airssys_wasm_runtime::{Capability, Grants, Limits, Runtime, RuntimeConfig};
+use airssys_wasm_manifest::{Manifest, Resolved, Source};
+use airssys_wasm_runtime::{
+    Capability, ComponentInfo, Grant, Grants, HostPolicy, Limits, PrepareOptions, Runtime,
+    RuntimeConfig,
+};
 use anyhow::Context;
 
 use crate::output::InputError;
@@ -45,7 +50,8 @@ impl LimitArgs {
     }
 }
 
-/// What the operator grants and denies on the command line.
+/// What the operator grants and denies on the command line (added to what
+/// a manifest grants and denies).
 #[derive(Debug, clap::Args)]
 pub(crate) struct GrantArgs {
     /// Grant a capability (repeatable): `system-call:state`,
@@ -54,13 +60,24 @@ pub(crate) struct GrantArgs {
     #[arg(long = "allow", value_name = "CAP", value_parser = parse_capability)]
     allow: Vec<Capability>,
 
-    /// Grant read access to a directory (repeatable), seen at the same path.
-    #[arg(long = "allow-read", value_name = "DIR")]
-    allow_read: Vec<PathBuf>,
+    /// Grant read access to a directory (repeatable), seen inside at the
+    /// same path, or at GUEST with `HOST::GUEST`.
+    #[arg(long = "allow-read", value_name = "DIR[::GUEST]", value_parser = parse_mount)]
+    allow_read: Vec<(PathBuf, Option<String>)>,
 
-    /// Grant read and write access to a directory (repeatable).
-    #[arg(long = "allow-write", value_name = "DIR")]
-    allow_write: Vec<PathBuf>,
+    /// Grant read and write access to a directory (repeatable), seen
+    /// inside at the same path, or at GUEST with `HOST::GUEST`.
+    #[arg(long = "allow-write", value_name = "DIR[::GUEST]", value_parser = parse_mount)]
+    allow_write: Vec<(PathBuf, Option<String>)>,
+
+    /// Grant outbound connections to hosts matching a pattern (repeatable):
+    /// `api.example.com`, `https://*.example.com:443`, `127.0.0.1:8080`.
+    #[arg(long = "allow-outbound", value_name = "PATTERN")]
+    allow_outbound: Vec<String>,
+
+    /// Grant binding and listening on a port (repeatable).
+    #[arg(long = "allow-inbound", value_name = "PORT")]
+    allow_inbound: Vec<u16>,
 
     /// Grant one environment variable (repeatable), with its value here.
     #[arg(long = "allow-env", value_name = "NAME")]
@@ -74,33 +91,153 @@ pub(crate) struct GrantArgs {
 }
 
 impl GrantArgs {
-    /// The grants, plus `extra` the command itself implies.
-    pub(crate) fn grants(&self, extra: &[Capability]) -> Grants {
-        let mut allow: Vec<Capability> = self.allow.clone();
-        allow.extend(
-            self.allow_read
-                .iter()
-                .map(|p| Capability::FileRead(p.clone())),
-        );
-        allow.extend(
-            self.allow_write
-                .iter()
-                .map(|p| Capability::FileWrite(p.clone())),
-        );
-        allow.extend(
-            self.allow_env
-                .iter()
-                .map(|n| Capability::SystemCall(format!("env:{n}"))),
-        );
-        allow.extend(extra.iter().cloned());
-        let mut grants = Grants::default();
-        for c in allow {
-            grants = grants.allow(c);
+    /// `base` (a manifest's grants) with these flags added, plus `extra`
+    /// the command itself implies.
+    pub(crate) fn grants(&self, base: Grants, extra: &[Capability]) -> Grants {
+        let mut grants = base;
+        let mount = |cap: Capability, guest: &Option<String>| match guest {
+            Some(g) => Grant::new(cap).mount(g.clone()),
+            None => Grant::new(cap),
+        };
+        for c in self.allow.iter().chain(extra) {
+            grants = grants.allow(c.clone());
+        }
+        for (host, guest) in &self.allow_read {
+            grants = grants.allow(mount(Capability::FileRead(host.clone()), guest));
+        }
+        for (host, guest) in &self.allow_write {
+            grants = grants.allow(mount(Capability::FileWrite(host.clone()), guest));
+        }
+        for p in &self.allow_outbound {
+            grants = grants.allow(Capability::NetworkOutbound(p.clone()));
+        }
+        for p in &self.allow_inbound {
+            grants = grants.allow(Capability::NetworkInbound(*p));
+        }
+        for n in &self.allow_env {
+            grants = grants.allow(Capability::SystemCall(format!("env:{n}")));
         }
         for c in &self.deny {
             grants = grants.deny(c.clone());
         }
         grants
+    }
+}
+
+/// `HOST` or `HOST::GUEST`.
+fn parse_mount(s: &str) -> Result<(PathBuf, Option<String>), String> {
+    match s.split_once("::") {
+        None => Ok((PathBuf::from(s), None)),
+        Some((host, guest)) if !host.is_empty() && guest.starts_with('/') => {
+            Ok((PathBuf::from(host), Some(guest.to_string())))
+        }
+        Some(_) => Err(format!(
+            "`{s}` is not DIR or DIR::GUEST (GUEST is an absolute path inside the component)"
+        )),
+    }
+}
+
+/// Which component a command works on: a file, or an entry of a manifest.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Target {
+    /// The component file; with --manifest, the name of one of its
+    /// components (optional when it has only one).
+    #[arg(value_name = "FILE|NAME", required_unless_present = "manifest")]
+    component: Option<PathBuf>,
+
+    /// Take the component, its grants, limits and configuration from this
+    /// manifest (airssys.toml); flags add to it and override its limits.
+    #[arg(long, value_name = "FILE", env = "AIRSSYS_MANIFEST")]
+    manifest: Option<PathBuf>,
+}
+
+/// A component's bytes, and its manifest entry when it came from one.
+pub(crate) struct Loaded {
+    /// The name errors use (a file name).
+    pub name: String,
+    /// Where it came from, for display.
+    pub origin: PathBuf,
+    pub bytes: Vec<u8>,
+    pub entry: Option<Resolved>,
+}
+
+impl Loaded {
+    /// The grants of the manifest entry, or none.
+    pub(crate) fn grants(&self) -> Grants {
+        self.entry
+            .as_ref()
+            .map(|e| e.grants.clone())
+            .unwrap_or_default()
+    }
+
+    /// `base` with the manifest entry's limits.
+    pub(crate) fn limits(&self, base: Limits) -> Limits {
+        match &self.entry {
+            Some(e) => e.limits(base),
+            None => base,
+        }
+    }
+
+    /// Preparation options from the manifest entry, `grants` and `limits`.
+    pub(crate) fn options(&self, grants: Grants, limits: Limits) -> PrepareOptions {
+        let mut options = PrepareOptions::default().grants(grants).limits(limits);
+        if let Some(e) = &self.entry {
+            options = options
+                .requires(e.requires.clone())
+                .config(e.config.clone());
+        }
+        options
+    }
+
+    /// Refuse a component whose own version differs from its manifest's.
+    pub(crate) fn check_version(&self, info: &ComponentInfo) -> anyhow::Result<()> {
+        let (Some(entry), Some(meta)) = (&self.entry, &info.metadata) else {
+            return Ok(());
+        };
+        let Some(want) = &entry.version else {
+            return Ok(());
+        };
+        if semver::Version::parse(&meta.version).ok().as_ref() != Some(want) {
+            anyhow::bail!(InputError(format!(
+                "the manifest says {} is version {want}, but {} says it is {}",
+                entry.name,
+                self.origin.display(),
+                meta.version
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Target {
+    /// Read the component (building it first when its manifest says so).
+    pub(crate) fn load(&self) -> anyhow::Result<Loaded> {
+        let Some(manifest) = &self.manifest else {
+            let file = self.component.clone().unwrap_or_default();
+            let (name, bytes) = read_component(&file)?;
+            return Ok(Loaded {
+                name,
+                origin: file,
+                bytes,
+                entry: None,
+            });
+        };
+        let m = Manifest::load(manifest).map_err(|e| InputError(e.to_string()))?;
+        let wanted = self.component.as_ref().map(|c| c.to_string_lossy());
+        let entry = m
+            .component(wanted.as_deref())
+            .map_err(|e| InputError(e.to_string()))?;
+        let file = match &entry.source {
+            Source::File(path) => path.clone(),
+            Source::Cargo { dir, package } => build::cargo(dir, package.as_deref())?,
+        };
+        let (_, bytes) = read_component(&file)?;
+        Ok(Loaded {
+            name: entry.name.clone(),
+            origin: file,
+            bytes,
+            entry: Some(entry),
+        })
     }
 }
 
@@ -116,33 +253,14 @@ fn parse_capability(s: &str) -> Result<Capability, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (write e.g. `500ms`, `10s`, `2m`)"))?;
+    let d = airssys_wasm_manifest::parse_duration(s)?;
     if d.is_zero() {
         return Err("a timeout must be longer than zero".into());
     }
     Ok(d)
 }
 
-/// A size: bytes, or a number with `KiB`, `MiB`, `GiB` (or `K`, `M`, `G`,
-/// `KB`, `MB`, `GB`, all powers of 1024).
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (write e.g. `64MiB` or `1048576`)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))
-}
+use airssys_wasm_manifest::parse_size;
 
 /// Read a component file (or stdin for `-`), naming the file in errors.
 pub(crate) fn read_component(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
@@ -155,9 +273,19 @@ pub(crate) fn read_component(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     Ok((name, bytes))
 }
 
+/// What every command shares: the cache and the host policy.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Host {
+    pub cache_dir: Option<PathBuf>,
+    pub policy: HostPolicy,
+}
+
 /// A runtime for one CLI command.
-pub(crate) fn runtime(cache_dir: Option<PathBuf>, fuel: bool) -> anyhow::Result<Runtime> {
-    let mut config = RuntimeConfig::default().fuel(fuel);
+pub(crate) fn runtime(host: &Host, fuel: bool) -> anyhow::Result<Runtime> {
+    let mut config = RuntimeConfig::default()
+        .fuel(fuel)
+        .policy(host.policy.clone());
+    let cache_dir = host.cache_dir.clone();
     if let Some(dir) = cache_dir {
         config = config.cache_dir(dir);
     }
@@ -180,16 +308,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(
-            parse_size("12 parsecs")
-                .unwrap_err()
-                .contains("unknown size unit")
+    fn mounts() {
+        assert_eq!(parse_mount("/data"), Ok(("/data".into(), None)));
+        assert_eq!(
+            parse_mount("./d::/in"),
+            Ok(("./d".into(), Some("/in".into())))
         );
-        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_mount("./d::in").is_err());
+        assert!(parse_mount("::/in").is_err());
     }
 
     #[test]

@@ -1,10 +1,8 @@
 //! `airssys-wasm run`: run a `wasi:cli/command` like `wasmtime run`.
 
-use std::path::PathBuf;
+use airssys_wasm_runtime::{Capability, Limits};
 
-use airssys_wasm_runtime::{Capability, Limits, PrepareOptions};
-
-use super::{GrantArgs, LimitArgs, read_component, runtime};
+use super::{GrantArgs, Host, LimitArgs, Target, runtime};
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -14,9 +12,8 @@ use super::{GrantArgs, LimitArgs, read_component, runtime};
 airssys-wasm's. No timeout applies unless --timeout is given."
 )]
 pub(crate) struct Args {
-    /// The component file (a wasi:cli/command).
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
+    #[command(flatten)]
+    target: Target,
 
     #[command(flatten)]
     limits: LimitArgs,
@@ -29,19 +26,24 @@ pub(crate) struct Args {
     args: Vec<String>,
 }
 
-pub(crate) async fn main(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> {
-    let (name, bytes) = read_component(&args.file)?;
-    let rt = runtime(cache_dir, args.limits.fuel.is_some())?;
+pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
+    let loaded = args.target.load()?;
+    let fuel =
+        args.limits.fuel.is_some() || loaded.entry.as_ref().is_some_and(|e| e.fuel.is_some());
+    let rt = runtime(&host, fuel)?;
     // Like `wasmtime run`, a command runs until it ends unless told otherwise.
     let limits = args
         .limits
-        .limits(Limits::default().timeout(std::time::Duration::MAX));
+        .limits(loaded.limits(Limits::default().timeout(std::time::Duration::MAX)));
     // The arguments after `--` are the operator's to give: writing them is
     // granting them.
-    let grants = args.grants.grants(&[Capability::SystemCall("args".into())]);
-    let options = PrepareOptions::default().limits(limits).grants(grants);
-    let pre = rt.load(&name, &bytes, options).await?;
-    let mut argv = vec![name];
+    let grants = args
+        .grants
+        .grants(loaded.grants(), &[Capability::SystemCall("args".into())]);
+    let options = loaded.options(grants, limits);
+    let pre = rt.load(&loaded.name, &loaded.bytes, options).await?;
+    loaded.check_version(pre.info())?;
+    let mut argv = vec![loaded.name];
     argv.extend(args.args);
     let code = pre.run(argv).await?;
     // Exit statuses above 255 wrap on Unix anyway; keep the low byte.

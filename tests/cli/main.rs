@@ -8,6 +8,7 @@
 )]
 
 mod escape;
+mod manifest;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

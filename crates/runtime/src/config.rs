@@ -56,6 +56,10 @@ pub struct RuntimeConfig {
     /// (6.7+), touching only the pages a guest dirtied (default on; wasmtime's
     /// default is off). Ignored where unavailable.
     pub pagemap_scan: bool,
+    /// Host-wide rules over every component: denials that win over any
+    /// grant, and directories no file grant may reach. The compiled-code
+    /// cache directory is always protected.
+    pub policy: crate::HostPolicy,
 }
 
 impl Default for RuntimeConfig {
@@ -71,11 +75,18 @@ impl Default for RuntimeConfig {
             decommit_batch_size: 32,
             keep_resident: 1 << 20,
             pagemap_scan: true,
+            policy: crate::HostPolicy::default(),
         }
     }
 }
 
 impl RuntimeConfig {
+    /// Set the host-wide policy.
+    pub fn policy(mut self, policy: crate::HostPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// Turn fuel metering on or off.
     pub fn fuel(mut self, on: bool) -> Self {
         self.fuel = on;

@@ -26,9 +26,11 @@ use crate::bindings::wasi::logging::logging::Level;
 pub(crate) struct Shared {
     pub name: String,
     /// What the component may do, decided at preparation.
-    pub authority: crate::Authority,
-    /// The same, as the flags a store is built from.
-    pub profile: crate::policy::StoreProfile,
+    pub decided: Arc<Decided>,
+    /// What that was decided from, to decide again when a grant ends.
+    pub request: crate::policy::Request,
+    /// The decision made after a grant ended, until the next one ends.
+    pub redecided: Mutex<Option<Arc<Decided>>>,
     pub limits: Limits,
     /// Sorted by key, so `get` is a binary search and `get-all` a copy.
     pub config: Vec<(String, String)>,
@@ -39,6 +41,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         name: String,
+        request: crate::policy::Request,
         authority: crate::Authority,
         limits: Limits,
         config: Vec<(String, String)>,
@@ -52,12 +55,53 @@ impl Shared {
         let rate = limits.log_lines_per_second;
         Self {
             name,
-            profile: authority.store_profile(),
-            authority,
+            decided: Arc::new(Decided::new(authority)),
+            request,
+            redecided: Mutex::new(None),
             config,
             state: StateStore::default(),
             log_budget: Mutex::new(TokenBucket::new(rate)),
             limits,
+        }
+    }
+
+    /// The authority a call starting now runs under: the one decided at
+    /// preparation until a grant it rests on ends, then decided again.
+    pub(crate) fn decided(&self) -> crate::Result<Arc<Decided>> {
+        let Some(first) = self.decided.authority.next_expiry() else {
+            return Ok(self.decided.clone());
+        };
+        let now = std::time::SystemTime::now();
+        if now < first {
+            return Ok(self.decided.clone());
+        }
+        let mut later = self
+            .redecided
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(d) = later.as_ref()
+            && d.authority.next_expiry().is_none_or(|t| now < t)
+        {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(Decided::new(self.request.decide(now)?));
+        tracing::info!(component = %self.name, "a grant ended: authority decided again");
+        *later = Some(d.clone());
+        Ok(d)
+    }
+}
+
+/// A decided authority, with the flags a store is built from.
+pub(crate) struct Decided {
+    pub authority: crate::Authority,
+    pub profile: crate::policy::StoreProfile,
+}
+
+impl Decided {
+    fn new(authority: crate::Authority) -> Self {
+        Self {
+            profile: authority.store_profile(),
+            authority,
         }
     }
 }

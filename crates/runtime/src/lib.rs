@@ -70,7 +70,7 @@ pub use component::{
 pub use config::{Limits, RuntimeConfig};
 pub use error::{Error, Result, describe_component_error};
 pub use host::LogRecord;
-pub use policy::{AMBIENT, Authority, Grants, grant_hint};
+pub use policy::{AMBIENT, Authority, Grant, Grants, HostPolicy, grant_hint};
 pub use prepared::{CallOutput, ComponentPre, PrepareOptions, Timings};
 pub use runtime::Runtime;
 

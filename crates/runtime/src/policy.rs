@@ -14,32 +14,122 @@
 //! interface beyond WASI 0.2 (`wasi:config`, `wasi:keyvalue`) without its
 //! grant refuses the component, naming the grant to add.
 
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
 use crate::Capability;
 use crate::error::{Error, Result};
 
 /// The capabilities on unless denied.
 pub const AMBIENT: &[&str] = &["clock", "random", "stdout", "stderr"];
 
+/// One grant: a capability, where a granted directory appears inside the
+/// guest, and when the grant ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Grant {
+    /// What is granted.
+    pub capability: Capability,
+    /// For `file-read` and `file-write`: the path the guest sees the
+    /// directory at (default: its host path).
+    pub mount: Option<String>,
+    /// When the grant ends; after that it is gone, as if never given.
+    pub expires: Option<SystemTime>,
+}
+
+impl Grant {
+    /// A grant of `capability`, mounted at its own path, without an end.
+    pub fn new(capability: Capability) -> Self {
+        Self {
+            capability,
+            mount: None,
+            expires: None,
+        }
+    }
+
+    /// Show a granted directory to the guest at `guest` (an absolute path).
+    pub fn mount(mut self, guest: impl Into<String>) -> Self {
+        self.mount = Some(guest.into());
+        self
+    }
+
+    /// End the grant at `when`.
+    pub fn expires(mut self, when: SystemTime) -> Self {
+        self.expires = Some(when);
+        self
+    }
+
+    fn live(&self, now: SystemTime) -> bool {
+        self.expires.is_none_or(|t| now < t)
+    }
+}
+
+impl From<Capability> for Grant {
+    fn from(capability: Capability) -> Self {
+        Self::new(capability)
+    }
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.capability)?;
+        if let Some(m) = &self.mount {
+            write!(f, " (mounted at {m})")?;
+        }
+        if let Some(t) = self.expires {
+            write!(f, " (until {})", humantime::format_rfc3339_seconds(t))?;
+        }
+        Ok(())
+    }
+}
+
 /// What an operator allows and forbids a component.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Grants {
     /// Capabilities granted.
-    pub allow: Vec<Capability>,
+    pub allow: Vec<Grant>,
     /// Capabilities denied; a denial wins over any grant.
     pub deny: Vec<Capability>,
 }
 
 impl Grants {
-    /// Grant `cap`.
-    pub fn allow(mut self, cap: Capability) -> Self {
-        self.allow.push(cap);
+    /// Grant `grant` (a [`Capability`] or a [`Grant`]).
+    pub fn allow(mut self, grant: impl Into<Grant>) -> Self {
+        self.allow.push(grant.into());
         self
     }
 
     /// Deny `cap`.
     pub fn deny(mut self, cap: Capability) -> Self {
         self.deny.push(cap);
+        self
+    }
+}
+
+/// Host-wide rules, over every component: denials that win over any grant
+/// (from the operator's policy file) and directories no file grant may
+/// reach (the host's own state: its compiled-code cache, and what the
+/// policy adds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostPolicy {
+    /// Denied to every component.
+    pub deny: Vec<Capability>,
+    /// Directories that no file grant may contain or lie inside.
+    pub protected: Vec<PathBuf>,
+}
+
+impl HostPolicy {
+    /// Deny `cap` to every component.
+    pub fn deny(mut self, cap: Capability) -> Self {
+        self.deny.push(cap);
+        self
+    }
+
+    /// Keep every file grant away from `dir`.
+    pub fn protect(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.protected.push(dir.into());
         self
     }
 }
@@ -52,6 +142,9 @@ pub struct Authority {
     /// (`env:SECRET` under `env:*`) must still win.
     deny: Vec<Capability>,
     dirs: Vec<Preopen>,
+    /// When the first grant in use ends: the authority must be decided
+    /// again from then on.
+    next_expiry: Option<SystemTime>,
 }
 
 /// A granted directory: where it is on the host, where the guest sees it,
@@ -88,83 +181,124 @@ pub fn grant_hint(cap: &Capability) -> String {
     }
 }
 
+/// The inputs an authority is decided from, kept so that it can be decided
+/// again when a grant ends.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub component: String,
+    /// `None` for a component that declares nothing.
+    pub required: Option<Vec<Capability>>,
+    pub imports: Vec<String>,
+    pub grants: Grants,
+    pub host: HostPolicy,
+}
+
 impl Authority {
-    /// Decide what the component described by `info` may do under `grants`:
-    /// the check `Runtime::prepare` makes, without preparing anything (for
-    /// `inspect`).
-    pub fn for_component(info: &crate::ComponentInfo, grants: &Grants) -> Result<Self> {
-        Self::decide(
-            &info.name,
-            info.required().as_deref(),
-            &info.imports,
-            grants,
-        )
+    /// When the first grant this authority rests on ends.
+    pub fn next_expiry(&self) -> Option<SystemTime> {
+        self.next_expiry
+    }
+}
+
+impl Request {
+    /// What `info`'s component asks under `options` and the host-wide
+    /// `host` policy: its declared requirements (with those of its manifest)
+    /// and its imports, against its grants.
+    pub(crate) fn new(
+        component: &str,
+        info: &crate::ComponentInfo,
+        options: &crate::PrepareOptions,
+        host: &HostPolicy,
+    ) -> Self {
+        let mut required = info.required();
+        if !options.requires.is_empty() {
+            let r = required.get_or_insert_with(Vec::new);
+            for c in &options.requires {
+                if !r.contains(c) {
+                    r.push(c.clone());
+                }
+            }
+        }
+        Self {
+            component: component.to_string(),
+            required,
+            imports: info.imports.clone(),
+            grants: options.grants.clone(),
+            host: host.clone(),
+        }
     }
 
-    /// Decide: `required` is `None` for a component that declares nothing.
-    pub(crate) fn decide(
-        component: &str,
-        required: Option<&[Capability]>,
-        imports: &[String],
-        grants: &Grants,
-    ) -> Result<Self> {
-        let denied = |c: &Capability| grants.deny.iter().any(|d| covers(d, c));
-        let granted = |c: &Capability| grants.allow.iter().any(|g| covers(g, c));
-        let mut effective: Vec<Capability> = match required {
-            Some(required) => {
-                for want in required {
-                    if !granted(want) && !AMBIENT.iter().any(|a| *want == system_call(a)) {
-                        return Err(Error::NotGranted {
-                            component: component.to_string(),
-                            capability: want.to_string(),
-                            hint: grant_hint(want),
-                        });
-                    }
-                }
-                // A grant that was not required is not given.
-                required.to_vec()
+    /// Decide the authority as of `now`: grants that ended are gone.
+    pub(crate) fn decide(&self, now: SystemTime) -> Result<Authority> {
+        let component = self.component.as_str();
+        let live: Vec<&Grant> = self.grants.allow.iter().filter(|g| g.live(now)).collect();
+        let deny: Vec<Capability> = self
+            .host
+            .deny
+            .iter()
+            .chain(&self.grants.deny)
+            .cloned()
+            .collect();
+        let denied = |c: &Capability| deny.iter().any(|d| covers(d, c));
+        let grant_for = |c: &Capability| live.iter().copied().find(|g| covers(&g.capability, c));
+        let not_granted = |want: &Capability| {
+            let ended = self
+                .grants
+                .allow
+                .iter()
+                .find(|g| covers(&g.capability, want) && !g.live(now));
+            let capability = match ended.and_then(|g| g.expires) {
+                Some(t) => format!(
+                    "{want} (its grant ended at {})",
+                    humantime::format_rfc3339_seconds(t)
+                ),
+                None => want.to_string(),
+            };
+            Error::NotGranted {
+                component: component.to_string(),
+                capability,
+                hint: grant_hint(want),
             }
-            None => grants.allow.clone(),
+        };
+        // The grants in use: for a declaring component, the one covering
+        // each requirement (a grant that was not required is not given).
+        let mut used: Vec<Grant> = match &self.required {
+            Some(required) => {
+                let mut used = Vec::new();
+                for want in required {
+                    if AMBIENT.iter().any(|a| *want == system_call(a)) {
+                        continue;
+                    }
+                    let Some(g) = grant_for(want) else {
+                        return Err(not_granted(want));
+                    };
+                    used.push(Grant {
+                        capability: want.clone(),
+                        mount: g.mount.clone(),
+                        expires: g.expires,
+                    });
+                }
+                used
+            }
+            None => live.iter().map(|g| (*g).clone()).collect(),
         };
         for a in AMBIENT {
             let cap = system_call(a);
-            if !effective.contains(&cap) {
-                effective.push(cap);
+            if !used.iter().any(|g| g.capability == cap) {
+                used.push(Grant::new(cap));
             }
         }
-        effective.retain(|c| !denied(c));
-        // File grants are directories, canonicalised now: what the guest
-        // sees is fixed at preparation.
-        let mut dirs = Vec::new();
-        for c in &effective {
-            let (path, write) = match c {
-                Capability::FileRead(p) => (p, false),
-                Capability::FileWrite(p) => (p, true),
-                _ => continue,
-            };
-            let bad = |why: &str| Error::NotGranted {
-                component: component.to_string(),
-                capability: format!("{c} ({why})"),
-                hint: "a directory that exists: files are granted by their directory".to_string(),
-            };
-            let host = std::fs::canonicalize(path).map_err(|e| bad(&e.to_string()))?;
-            if !host.is_dir() {
-                return Err(bad("it is not a directory; grant its directory"));
-            }
-            dirs.push(Preopen {
-                host,
-                guest: path.display().to_string(),
-                write,
-            });
-        }
-        let authority = Self {
-            effective,
-            deny: grants.deny.clone(),
+        used.retain(|g| !denied(&g.capability));
+        let dirs = self.preopens(&used)?;
+        let authority = Authority {
+            next_expiry: used.iter().filter_map(|g| g.expires).min(),
+            effective: used.into_iter().map(|g| g.capability).collect(),
+            deny,
             dirs,
         };
         // Host interfaces beyond WASI 0.2 are refused before running when
         // their grant is missing.
-        for import in imports {
+        for import in &self.imports {
             let needed = if import.starts_with("wasi:config/") {
                 Some("config")
             } else if import.starts_with("wasi:keyvalue/") {
@@ -186,6 +320,90 @@ impl Authority {
         Ok(authority)
     }
 
+    /// File grants are directories, canonicalised now: what the guest sees
+    /// is fixed at preparation. None may reach a protected directory, and
+    /// no two may share a mount point.
+    fn preopens(&self, used: &[Grant]) -> Result<Vec<Preopen>> {
+        let mut dirs: Vec<Preopen> = Vec::new();
+        for g in used {
+            let c = &g.capability;
+            let bad = |why: String, hint: &str| Error::NotGranted {
+                component: self.component.clone(),
+                capability: format!("{c} ({why})"),
+                hint: hint.to_string(),
+            };
+            let (path, write) = match c {
+                Capability::FileRead(p) => (p, false),
+                Capability::FileWrite(p) => (p, true),
+                _ if g.mount.is_some() => {
+                    return Err(bad(
+                        "a mount point is only for file-read and file-write".into(),
+                        "drop the mount point",
+                    ));
+                }
+                _ => continue,
+            };
+            let dir_hint = "a directory that exists: files are granted by their directory";
+            let host = std::fs::canonicalize(path).map_err(|e| bad(e.to_string(), dir_hint))?;
+            if !host.is_dir() {
+                return Err(bad(
+                    "it is not a directory; grant its directory".into(),
+                    dir_hint,
+                ));
+            }
+            for p in &self.host.protected {
+                let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                if p.starts_with(&host) || host.starts_with(&p) {
+                    return Err(bad(
+                        format!(
+                            "{} holds the host's own state, which no grant can open",
+                            p.display()
+                        ),
+                        "grant a directory outside it",
+                    ));
+                }
+            }
+            let guest = match &g.mount {
+                Some(m) => {
+                    check_mount(m).map_err(|why| bad(why, "write an absolute path like /data"))?;
+                    m.trim_end_matches('/').to_string()
+                }
+                None => path.display().to_string(),
+            };
+            let guest = if guest.is_empty() { "/".into() } else { guest };
+            if let Some(other) = dirs.iter().find(|d| d.guest == guest) {
+                return Err(bad(
+                    format!(
+                        "{guest} is already the mount point of {}",
+                        other.host.display()
+                    ),
+                    "mount it elsewhere: --allow-read HOST::GUEST",
+                ));
+            }
+            dirs.push(Preopen { host, guest, write });
+        }
+        Ok(dirs)
+    }
+}
+
+/// A guest mount point: absolute, without `.` or `..` components.
+fn check_mount(m: &str) -> std::result::Result<(), String> {
+    let path = Path::new(m);
+    if !path.is_absolute() {
+        return Err(format!("mount point `{m}` is not an absolute path"));
+    }
+    if path.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    }) {
+        return Err(format!("mount point `{m}` has `.` or `..` in it"));
+    }
+    Ok(())
+}
+
+impl Authority {
     /// Whether the component holds `cap`.
     pub fn has(&self, cap: &Capability) -> bool {
         self.effective.iter().any(|c| covers(c, cap)) && !self.deny.iter().any(|d| covers(d, cap))
@@ -287,14 +505,38 @@ mod tests {
 
     fn grants(allow: &[&str], deny: &[&str]) -> Grants {
         Grants {
-            allow: caps(allow),
+            allow: caps(allow).into_iter().map(Grant::new).collect(),
             deny: caps(deny),
+        }
+    }
+
+    fn decide(
+        component: &str,
+        required: Option<&[Capability]>,
+        imports: &[String],
+        grants: &Grants,
+    ) -> Result<Authority> {
+        request(component, required, imports, grants).decide(SystemTime::now())
+    }
+
+    fn request(
+        component: &str,
+        required: Option<&[Capability]>,
+        imports: &[String],
+        grants: &Grants,
+    ) -> Request {
+        Request {
+            component: component.into(),
+            required: required.map(<[_]>::to_vec),
+            imports: imports.to_vec(),
+            grants: grants.clone(),
+            host: HostPolicy::default(),
         }
     }
 
     #[test]
     fn a_required_capability_must_be_granted() {
-        let err = Authority::decide(
+        let err = decide(
             "c",
             Some(&caps(&["system-call:state"])),
             &[],
@@ -306,7 +548,7 @@ mod tests {
             text.contains("system-call:state") && text.contains("--allow system-call:state"),
             "{text}"
         );
-        let err = Authority::decide(
+        let err = decide(
             "c",
             Some(&caps(&["system-call:env:HOME"])),
             &[],
@@ -318,7 +560,7 @@ mod tests {
 
     #[test]
     fn only_what_is_both_required_and_granted_is_given() {
-        let a = Authority::decide(
+        let a = decide(
             "c",
             Some(&caps(&["system-call:env:HOME"])),
             &[],
@@ -332,14 +574,14 @@ mod tests {
 
     #[test]
     fn without_declarations_the_grants_are_the_authority() {
-        let a = Authority::decide("c", None, &[], &grants(&["system-call:env:*"], &[])).unwrap();
+        let a = decide("c", None, &[], &grants(&["system-call:env:*"], &[])).unwrap();
         assert!(a.has_system_call("env:ANYTHING"));
         assert!(!a.has_system_call("stdin"));
     }
 
     #[test]
     fn denials_win_over_grants_and_ambient() {
-        let a = Authority::decide(
+        let a = decide(
             "c",
             None,
             &[],
@@ -358,20 +600,74 @@ mod tests {
     #[test]
     fn host_interfaces_beyond_wasi_need_their_grant() {
         let imports = vec!["wasi:keyvalue/store@0.2.0-draft".to_string()];
-        let err = Authority::decide("c", None, &imports, &Grants::default()).unwrap_err();
+        let err = decide("c", None, &imports, &Grants::default()).unwrap_err();
         assert!(
             err.to_string().contains("--allow system-call:state"),
             "{err}"
         );
-        assert!(
-            Authority::decide("c", None, &imports, &grants(&["system-call:state"], &[])).is_ok()
-        );
-        let denied = Authority::decide(
+        assert!(decide("c", None, &imports, &grants(&["system-call:state"], &[])).is_ok());
+        let denied = decide(
             "c",
             None,
             &imports,
             &grants(&["system-call:state"], &["system-call:state"]),
         );
         assert!(denied.is_err(), "a denial wins");
+    }
+
+    #[test]
+    fn an_ended_grant_is_gone() {
+        let now = SystemTime::now();
+        let hour = std::time::Duration::from_secs(3600);
+        let g = Grants::default()
+            .allow(Grant::new("system-call:env:HOME".parse().unwrap()).expires(now + hour));
+        let r = request("c", Some(&caps(&["system-call:env:HOME"])), &[], &g);
+        let a = r.decide(now).unwrap();
+        assert!(a.has_system_call("env:HOME"));
+        assert_eq!(a.next_expiry(), Some(now + hour));
+        let err = r.decide(now + hour).unwrap_err().to_string();
+        assert!(err.contains("its grant ended at"), "{err}");
+        // Declaring nothing: the ended grant is simply not there.
+        let a = request("c", None, &[], &g).decide(now + hour).unwrap();
+        assert!(!a.has_system_call("env:HOME"));
+        assert_eq!(a.next_expiry(), None);
+    }
+
+    #[test]
+    fn mounts_and_protected_directories() {
+        let dir = std::env::temp_dir();
+        let read = Capability::FileRead(dir.clone());
+        let g = Grants::default().allow(Grant::new(read.clone()).mount("/data/"));
+        let a = request("c", None, &[], &g)
+            .decide(SystemTime::now())
+            .unwrap();
+        assert_eq!(a.dirs[0].guest, "/data");
+        for (mount, why) in [("data", "not an absolute path"), ("/a/../b", "`..`")] {
+            let g = Grants::default().allow(Grant::new(read.clone()).mount(mount));
+            let err = decide("c", None, &[], &g).unwrap_err().to_string();
+            assert!(err.contains(why), "{mount}: {err}");
+        }
+        let twice = Grants::default()
+            .allow(Grant::new(read.clone()).mount("/d"))
+            .allow(Grant::new(Capability::FileWrite(dir.clone())).mount("/d"));
+        let err = decide("c", None, &[], &twice).unwrap_err().to_string();
+        assert!(err.contains("already the mount point"), "{err}");
+        let mut r = request("c", None, &[], &Grants::default().allow(read));
+        r.host = HostPolicy::default().protect(dir.join("airssys-protected-test"));
+        let err = r.decide(SystemTime::now()).unwrap_err().to_string();
+        assert!(err.contains("no grant can open"), "{err}");
+        let env = Grants::default().allow(Grant::new(system_call("stdin")).mount("/x"));
+        assert!(decide("c", None, &[], &env).is_err());
+    }
+
+    #[test]
+    fn host_policy_denials_win() {
+        let mut r = request("c", None, &[], &grants(&["system-call:stdin"], &[]));
+        r.host = HostPolicy::default().deny(system_call("stdin"));
+        assert!(
+            !r.decide(SystemTime::now())
+                .unwrap()
+                .has_system_call("stdin")
+        );
     }
 }

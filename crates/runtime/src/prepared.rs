@@ -38,6 +38,11 @@ pub struct PrepareOptions {
     pub config: Vec<(String, String)>,
     /// What the operator grants and denies.
     pub grants: crate::Grants,
+    /// Capabilities the component requires besides those its metadata
+    /// declares (from its manifest). A component that declares nothing
+    /// but is given these is held to them: grants beyond them are not
+    /// given.
+    pub requires: Vec<crate::Capability>,
 }
 
 impl PrepareOptions {
@@ -50,6 +55,12 @@ impl PrepareOptions {
     /// Set the grants and denials.
     pub fn grants(mut self, grants: crate::Grants) -> Self {
         self.grants = grants;
+        self
+    }
+
+    /// Add required capabilities (from a manifest).
+    pub fn requires(mut self, requires: Vec<crate::Capability>) -> Self {
+        self.requires = requires;
         self
     }
 
@@ -161,7 +172,10 @@ impl ComponentPre {
     ) -> Result<Self> {
         let info = compiled.info.clone();
         let name = display_name(&info);
-        let limits = options.limits.unwrap_or_else(|| runtime.default_limits());
+        let limits = options
+            .limits
+            .clone()
+            .unwrap_or_else(|| runtime.default_limits());
         check_limits(&runtime, &name, &limits)?;
         let component = &compiled.component;
         let pre = runtime
@@ -203,14 +217,16 @@ impl ComponentPre {
             }
             WorldKind::Library => Kind::Library,
         };
-        let authority = crate::Authority::decide(
-            &name,
-            info.required().as_deref(),
-            &info.imports,
-            &options.grants,
-        )?;
+        let request = crate::policy::Request::new(&name, &info, &options, runtime.host_policy());
+        let authority = request.decide(std::time::SystemTime::now())?;
         let permits = Arc::new(Semaphore::new(limits.max_concurrent as usize));
-        let shared = Arc::new(Shared::new(name, authority, limits, options.config));
+        let shared = Arc::new(Shared::new(
+            name,
+            request,
+            authority,
+            limits,
+            options.config,
+        ));
         let functions = crate::component::exported_functions(runtime.engine(), component);
         let this = Self {
             inner: Arc::new(PreInner {
@@ -241,7 +257,7 @@ impl ComponentPre {
     /// granted (or its grants, when it declares nothing), the ambient set,
     /// less what was denied.
     pub fn authority(&self) -> &crate::Authority {
-        &self.inner.shared.authority
+        &self.inner.shared.decided.authority
     }
 
     /// The limits every call runs under.
@@ -597,7 +613,7 @@ impl ComponentPre {
             context: context.to_string(),
             source: e.into(),
         };
-        let (mut store, _, stderr) = self.new_store(Stdio::Capture);
+        let (mut store, _, stderr) = self.new_store(Stdio::Capture)?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
@@ -693,10 +709,11 @@ impl ComponentPre {
     fn new_store(
         &self,
         stdio: Stdio,
-    ) -> (Store<HostCtx>, Option<OutputCapture>, Option<OutputCapture>) {
+    ) -> Result<(Store<HostCtx>, Option<OutputCapture>, Option<OutputCapture>)> {
         let shared = &self.inner.shared;
         let limits = &shared.limits;
-        let profile = &shared.profile;
+        let decided = shared.decided()?;
+        let profile = &decided.profile;
         let mut wasi = WasiCtxBuilder::new();
         // Everything below is deny by content: what is not granted is
         // absent (no variables, no stdin, a sink for output), never unlinked.
@@ -775,7 +792,7 @@ impl ComponentPre {
             }),
             None => store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1))),
         }
-        (store, stdout, stderr)
+        Ok((store, stdout, stderr))
     }
 
     /// Instantiate in a fresh store (capturing stdio) and run `f` on the
@@ -802,7 +819,7 @@ impl ComponentPre {
         let _permit = self.permit()?;
         let limits = &self.inner.shared.limits;
         let start = Instant::now();
-        let (mut store, stdout, stderr) = self.new_store(stdio);
+        let (mut store, stdout, stderr) = self.new_store(stdio)?;
         let result = {
             let run = f(&mut store);
             match limits.timeout_at() {

@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     pub linker: Linker<HostCtx>,
     pub cache: CodeCache,
     pub config: RuntimeConfig,
+    /// The configured policy, with the host's own directories protected.
+    pub host_policy: crate::HostPolicy,
     ticker: Ticker,
 }
 
@@ -84,11 +86,18 @@ impl Runtime {
         let linker = build_linker(&engine)?;
         let cache = CodeCache::new(&engine, config.cache_dir.as_deref())?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
+        let mut host_policy = config.policy.clone();
+        if let Some(dir) = &config.cache_dir {
+            // Compiled code is loaded as native code: a guest that could
+            // write there could escape, so no grant reaches it.
+            host_policy = host_policy.protect(dir.clone());
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 cache,
+                host_policy,
                 config,
                 ticker,
             }),
@@ -114,6 +123,36 @@ impl Runtime {
     /// the next [`Runtime::compile`] loads it from disk or recompiles.
     pub fn evict(&self, digest: &Digest) {
         self.inner.cache.evict(digest);
+    }
+
+    /// The host-wide policy every component is decided under (the
+    /// configured one, with the compiled-code cache protected).
+    pub fn host_policy(&self) -> &crate::HostPolicy {
+        &self.inner.host_policy
+    }
+
+    /// Decide what the component described by `info` may do under
+    /// `options` (its grants and the requirements its manifest adds) and
+    /// this runtime's host policy: the check preparation makes, without
+    /// preparing anything (for `inspect`).
+    pub fn decide(
+        &self,
+        info: &ComponentInfo,
+        options: &PrepareOptions,
+    ) -> Result<crate::Authority> {
+        crate::policy::Request::new(&info.name, info, options, self.host_policy())
+            .decide(std::time::SystemTime::now())
+    }
+
+    /// What the component described by `info` requires: what its metadata
+    /// declares with what `options` adds (from a manifest); `None` when
+    /// neither declares anything.
+    pub fn required(
+        &self,
+        info: &ComponentInfo,
+        options: &PrepareOptions,
+    ) -> Option<Vec<crate::Capability>> {
+        crate::policy::Request::new(&info.name, info, options, self.host_policy()).required
     }
 
     /// The directory that holds this engine's compiled code, if any.
