@@ -151,9 +151,23 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
         },
     ];
 
+    check(&rows);
+
+    assert!(
+        !r.join("data/new.txt").exists(),
+        "the denied write left nothing"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("out/new.txt")).unwrap(),
+        "hello"
+    );
+}
+
+/// Run every row; report all that failed at once.
+fn check(rows: &[Row]) {
     let cli = Cli::new();
     let mut failures = Vec::new();
-    for row in &rows {
+    for row in rows {
         let mut argv: Vec<&str> = vec!["run", ESCAPE];
         argv.extend(row.flags.iter().map(String::as_str));
         argv.push("--");
@@ -177,12 +191,220 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(
-        !r.join("data/new.txt").exists(),
-        "the denied write left nothing"
-    );
-    assert_eq!(
-        std::fs::read_to_string(r.join("out/new.txt")).unwrap(),
-        "hello"
-    );
+}
+
+/// A server on 127.0.0.1 that answers an HTTP request with `200 hello` and
+/// anything else with `pong`, then closes; it serves until the test ends.
+fn server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let answer: &[u8] = if buf[..n].starts_with(b"GET ") {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello"
+            } else {
+                b"pong\n"
+            };
+            let _ = conn.write_all(answer);
+        }
+    });
+    port
+}
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn the_network_is_only_what_was_granted() {
+    let port = server();
+    let other = free_port();
+    let at = |host: &str| format!("{host}:{port}");
+    let url = |host: &str| format!("http://{host}:{port}/");
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_string()).collect::<Vec<_>>();
+    let out = |p: String| vec!["--allow-outbound".to_string(), p];
+    let fetch = |u: String| vec!["fetch".to_string(), u];
+    let connect = |a: String| vec!["connect".to_string(), a];
+    let row =
+        |what: &'static str, flags: Vec<String>, args: Vec<String>, code: i32, said: &str| Row {
+            what,
+            flags,
+            args,
+            stdin: None,
+            code,
+            said: format!("{said}\n"),
+        };
+    let denied = "error: ErrorCode::HttpRequestDenied";
+    let prohibited = "error: ErrorCode::DestinationIpProhibited";
+    let refused = "error: Permission denied (os error 2)";
+    let rows = vec![
+        row(
+            "HTTP without a grant",
+            vec![],
+            fetch(url("127.0.0.1")),
+            1,
+            denied,
+        ),
+        row(
+            "HTTP to a granted address",
+            out(at("127.0.0.1")),
+            fetch(url("127.0.0.1")),
+            0,
+            "200 hello",
+        ),
+        row(
+            "HTTP to another port than granted",
+            out(at("127.0.0.1")),
+            fetch(format!("http://127.0.0.1:{other}/")),
+            1,
+            denied,
+        ),
+        row(
+            "HTTPS only, asked over HTTP",
+            out(format!("https://127.0.0.1:{port}")),
+            fetch(url("127.0.0.1")),
+            1,
+            denied,
+        ),
+        row(
+            "a name that resolves to loopback (rebinding)",
+            out(at("localhost")),
+            fetch(url("localhost")),
+            1,
+            prohibited,
+        ),
+        row(
+            "loopback under a grant of every host",
+            out("*".into()),
+            fetch(url("127.0.0.1")),
+            1,
+            prohibited,
+        ),
+        row(
+            "loopback as a decimal number",
+            out("*".into()),
+            fetch(url("2130706433")),
+            1,
+            prohibited,
+        ),
+        row(
+            "loopback as an IPv4-mapped IPv6 address",
+            out("*".into()),
+            fetch(url("[::ffff:127.0.0.1]")),
+            1,
+            prohibited,
+        ),
+        row(
+            "userinfo in the authority",
+            out(at("127.0.0.1")),
+            fetch(format!("http://user@127.0.0.1:{port}/")),
+            1,
+            denied,
+        ),
+        row(
+            "cloud metadata, even when granted by address",
+            out("169.254.169.254".into()),
+            fetch("http://169.254.169.254/latest/meta-data/".into()),
+            1,
+            prohibited,
+        ),
+        row(
+            "a private range under a grant of every host",
+            out("*".into()),
+            fetch("http://10.0.0.1/".into()),
+            1,
+            prohibited,
+        ),
+        row(
+            "a TCP connect without a grant",
+            vec![],
+            connect(at("127.0.0.1")),
+            1,
+            refused,
+        ),
+        row(
+            "a TCP connect to a granted address",
+            out(at("127.0.0.1")),
+            connect(at("127.0.0.1")),
+            0,
+            "connected: pong",
+        ),
+        row(
+            "a TCP connect to another port",
+            out(at("127.0.0.1")),
+            connect(format!("127.0.0.1:{other}")),
+            1,
+            refused,
+        ),
+        row(
+            "a TCP connect to loopback under `*`",
+            out("*".into()),
+            connect(at("127.0.0.1")),
+            1,
+            refused,
+        ),
+        row(
+            "an HTTP-only grant does not open sockets",
+            out(format!("http://127.0.0.1:{port}")),
+            connect(at("127.0.0.1")),
+            1,
+            refused,
+        ),
+        row(
+            "name lookup without the dns grant",
+            out(at("127.0.0.1")),
+            s(&["resolve", "localhost"]),
+            1,
+            "error: failed to lookup address information: Non-recoverable error",
+        ),
+        row(
+            "name lookup with the dns grant",
+            s(&["--allow", "dns"]),
+            s(&["resolve", "localhost"]),
+            0,
+            "127.0.0.1",
+        ),
+        row(
+            "listening without an inbound grant",
+            vec![],
+            s(&["listen", &other.to_string()]),
+            1,
+            refused,
+        ),
+        row(
+            "listening under an outbound grant only",
+            out(at("127.0.0.1")),
+            s(&["listen", &other.to_string()]),
+            1,
+            refused,
+        ),
+        row(
+            "listening on a granted port",
+            vec!["--allow-inbound".into(), other.to_string()],
+            s(&["listen", &other.to_string()]),
+            0,
+            "listening",
+        ),
+        row(
+            "a UDP datagram without a grant",
+            vec![],
+            s(&["udp", &at("127.0.0.1")]),
+            1,
+            refused,
+        ),
+        row(
+            "a UDP datagram to a granted address",
+            out(format!("udp://127.0.0.1:{port}")),
+            s(&["udp", &at("127.0.0.1")]),
+            0,
+            "sent 4",
+        ),
+    ];
+    check(&rows);
 }

@@ -24,6 +24,7 @@
 //! assert!("file-reed:/data".parse::<Capability>().unwrap_err().to_string().contains("did you mean `file-read`?"));
 //! ```
 
+pub mod outbound;
 mod parse;
 mod suggest;
 

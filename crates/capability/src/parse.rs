@@ -42,6 +42,11 @@ pub(crate) fn parse(text: &str) -> Result<Capability, String> {
             "a host pattern",
             "network-outbound:api.example.com:443",
         )
+        .and_then(|v| {
+            v.parse::<crate::outbound::HostPattern>()
+                .map(|_| v)
+                .map_err(|e| format!("in `{text}`: {e}"))
+        })
         .map(Capability::NetworkOutbound),
         "network-inbound" => parse_port(text, value).map(Capability::NetworkInbound),
         "system-call" => parse_system_call(text, value).map(Capability::SystemCall),

@@ -128,11 +128,11 @@ pub(crate) struct HostCtx {
     pub logs_dropped: u64,
     /// When instantiation finished, for the call's timings.
     pub instantiated: Option<Instant>,
-    hooks: DenyOutgoingHttp,
+    hooks: crate::net::OutgoingHttp,
 }
 
 impl HostCtx {
-    pub(crate) fn new(wasi: WasiCtx, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(wasi: WasiCtx, shared: Arc<Shared>, hooks: crate::net::OutgoingHttp) -> Self {
         let mut table = ResourceTable::new();
         table.set_max_capacity(shared.limits.resources);
         Self {
@@ -144,7 +144,7 @@ impl HostCtx {
             logs: Vec::new(),
             logs_dropped: 0,
             instantiated: None,
-            hooks: DenyOutgoingHttp,
+            hooks,
         }
     }
 }
@@ -165,31 +165,6 @@ impl WasiHttpView for HostCtx {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Outgoing HTTP is a capability nobody holds yet: every request is refused
-/// with the typed `HTTP-request-denied` error, never sent.
-struct DenyOutgoingHttp;
-
-impl wasmtime_wasi_http::WasiHttpHooks for DenyOutgoingHttp {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 

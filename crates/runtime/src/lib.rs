@@ -39,6 +39,7 @@ mod config;
 mod dynamic;
 mod error;
 mod host;
+mod net;
 mod output;
 mod policy;
 mod prepared;

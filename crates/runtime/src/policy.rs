@@ -137,6 +137,7 @@ impl HostPolicy {
 /// The decided authority of one prepared component.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Authority {
+    component: String,
     effective: Vec<Capability>,
     /// Kept beside the effective set: a denial narrower than a grant
     /// (`env:SECRET` under `env:*`) must still win.
@@ -291,6 +292,7 @@ impl Request {
         used.retain(|g| !denied(&g.capability));
         let dirs = self.preopens(&used)?;
         let authority = Authority {
+            component: component.to_string(),
             next_expiry: used.iter().filter_map(|g| g.expires).min(),
             effective: used.into_iter().map(|g| g.capability).collect(),
             deny,
@@ -440,6 +442,8 @@ impl Authority {
             stdout: self.has_system_call("stdout"),
             stderr: self.has_system_call("stderr"),
             args: self.has_system_call("args"),
+            dns: self.has_system_call("dns"),
+            net: std::sync::Arc::new(crate::net::NetPolicy::new(&self.component, &self.effective)),
         }
     }
 }
@@ -457,6 +461,10 @@ pub(crate) struct StoreProfile {
     pub stdout: bool,
     pub stderr: bool,
     pub args: bool,
+    /// `wasi:sockets/ip-name-lookup`.
+    pub dns: bool,
+    /// What sockets and outgoing HTTP may reach.
+    pub net: std::sync::Arc<crate::net::NetPolicy>,
 }
 
 /// A wall clock that always reads the Unix epoch: what a component sees

@@ -732,6 +732,18 @@ impl ComponentPre {
                 tracing::warn!(dir = %dir.host.display(), error = %e, "granted directory cannot be opened");
             }
         }
+        // Sockets are checked one operation at a time against the grants;
+        // name lookup is its own grant (a channel for leaking data).
+        if profile.net.any() {
+            let net = profile.net.clone();
+            wasi.allow_tcp(true)
+                .allow_udp(true)
+                .socket_addr_check(move |addr, use_| {
+                    let net = net.clone();
+                    Box::pin(async move { net.socket(addr, use_).await })
+                });
+        }
+        wasi.allow_ip_name_lookup(profile.dns);
         if !profile.clock {
             wasi.wall_clock(crate::policy::FixedWallClock)
                 .monotonic_clock(crate::policy::LogicalClock::default());
@@ -772,7 +784,12 @@ impl ComponentPre {
                 (None, None)
             }
         };
-        let ctx = HostCtx::new(wasi.build(), shared.clone());
+        let deadline = limits.timeout_at();
+        let hooks = crate::net::OutgoingHttp {
+            net: profile.net.clone(),
+            deadline,
+        };
+        let ctx = HostCtx::new(wasi.build(), shared.clone(), hooks);
         let mut store = Store::new(self.inner.runtime.engine(), ctx);
         store.limiter(|c| &mut c.limiter);
         if self.inner.runtime.config().fuel {
@@ -782,7 +799,7 @@ impl ComponentPre {
             let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
         store.set_epoch_deadline(1);
-        match limits.timeout_at() {
+        match deadline {
             Some(deadline) => store.epoch_deadline_callback(move |_| {
                 if Instant::now() >= deadline {
                     Ok(UpdateDeadline::Interrupt)

@@ -9,6 +9,13 @@
 //! | `ls DIR` | list a directory |
 //! | `env NAME` | read an environment variable |
 //! | `stdin` | read stdin to its end |
+//! | `fetch URL` | GET a URL through `wasi:http/outgoing-handler` |
+//! | `connect HOST:PORT` | open a TCP connection, send a line, read the answer |
+//! | `resolve NAME` | look a name up (`wasi:sockets/ip-name-lookup`), print its IPv4 answers |
+//! | `listen PORT` | bind and listen on a TCP port |
+//! | `udp HOST:PORT` | send one UDP datagram |
+
+mod net;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -39,7 +46,16 @@ fn main() -> ExitCode {
                 .map(|_| text)
                 .map_err(|e| e.to_string())
         }
-        _ => Err("usage: escape cat PATH | write PATH TEXT | ls DIR | env NAME | stdin".to_owned()),
+        ["fetch", url] => net::fetch(url),
+        ["connect", addr] => net::connect(addr),
+        ["resolve", name] => net::resolve(name),
+        ["listen", port] => net::listen(port),
+        ["udp", addr] => net::udp(addr),
+        _ => Err(
+            "usage: escape cat PATH | write PATH TEXT | ls DIR | env NAME | stdin | \
+                  fetch URL | connect HOST:PORT | resolve NAME | listen PORT | udp HOST:PORT"
+                .to_owned(),
+        ),
     };
     match result {
         Ok(text) => {

@@ -1,0 +1,619 @@
+//! The network gate: outgoing HTTP through our own `send_request`, and the
+//! check every socket operation passes.
+//!
+//! Threat model: a hostile guest tries to reach what it was not granted:
+//! another host, a port, the loopback interface, the private network, the
+//! cloud metadata service. It may use names that resolve (or rebind) to
+//! such addresses, numeric forms (`2130706433`, `[::ffff:127.0.0.1]`),
+//! userinfo in the authority, or raw sockets.
+//!
+//! What holds:
+//! - A request or connection is allowed only when a `network-outbound`
+//!   pattern covers its scheme, host and port (`airssys_wasm_capability::outbound`).
+//! - A name is resolved once, by the host; each answer must pass the range
+//!   rule, and the connection goes to the checked address (the name is not
+//!   resolved again, so rebinding between check and connect is moot). TLS
+//!   checks the certificate against the original name.
+//! - Range rule: loopback, private (RFC 1918), unique-local, CGNAT,
+//!   unspecified, multicast and broadcast addresses (and IPv4 written in
+//!   IPv6 forms) are refused unless the pattern names that address or
+//!   range literally. Link-local addresses, which hold the cloud metadata
+//!   services (169.254.169.254, fd00:ec2::254), are refused always: no
+//!   grant opens them.
+//! - Timeouts come from the call's deadline; a guest may only shorten them.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use airssys_wasm_capability::outbound::{Host, HostPattern, Scheme, canonical, normalize_host};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+use crate::Capability;
+
+/// Without a call deadline (`run` with no `--timeout`), the longest any
+/// network step may take: wasmtime's own default.
+const NO_DEADLINE: Duration = Duration::from_secs(600);
+
+/// What a component may reach, parsed once at preparation.
+#[derive(Debug, Default)]
+pub(crate) struct NetPolicy {
+    component: String,
+    outbound: Vec<HostPattern>,
+    inbound: Vec<u16>,
+}
+
+/// Why an address may not be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No pattern covers the target.
+    NotGranted,
+    /// A special address that the covering pattern does not name.
+    Special(&'static str),
+    /// Link-local: no grant opens it.
+    BuiltIn(&'static str),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotGranted => f.write_str("no network-outbound grant covers it"),
+            Refusal::Special(kind) => write!(
+                f,
+                "a {kind} address, which only a grant naming that address opens"
+            ),
+            Refusal::BuiltIn(kind) => write!(f, "a {kind} address, which no grant opens"),
+        }
+    }
+}
+
+/// Addresses no grant opens.
+fn built_in_denial(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(a) if a.is_link_local() => Some("link-local (cloud metadata)"),
+        IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80 => Some("link-local"),
+        IpAddr::V6(a) if a == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => {
+            Some("cloud metadata")
+        }
+        _ => None,
+    }
+}
+
+/// Addresses only a literal grant opens.
+fn special(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            if a.is_loopback() {
+                Some("loopback")
+            } else if a.is_private() {
+                Some("private")
+            } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
+                Some("shared (CGNAT)")
+            } else if a.is_unspecified() || o[0] == 0 {
+                Some("unspecified")
+            } else if a.is_multicast() || a == Ipv4Addr::BROADCAST {
+                Some("multicast or broadcast")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(a) => {
+            if a.is_loopback() {
+                Some("loopback")
+            } else if a.is_unspecified() {
+                Some("unspecified")
+            } else if (a.segments()[0] & 0xfe00) == 0xfc00 {
+                Some("unique-local")
+            } else if a.is_multicast() {
+                Some("multicast")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+impl NetPolicy {
+    /// The network part of an effective capability set.
+    pub(crate) fn new(component: &str, effective: &[Capability]) -> Self {
+        let mut policy = Self {
+            component: component.to_string(),
+            ..Self::default()
+        };
+        for c in effective {
+            match c {
+                // Parsed when the capability was; a pattern that does not
+                // parse here cannot exist.
+                Capability::NetworkOutbound(p) => {
+                    if let Ok(p) = p.parse() {
+                        policy.outbound.push(p);
+                    }
+                }
+                Capability::NetworkInbound(port) => policy.inbound.push(*port),
+                _ => {}
+            }
+        }
+        policy
+    }
+
+    /// Whether the component may use sockets at all.
+    pub(crate) fn any(&self) -> bool {
+        !self.outbound.is_empty() || !self.inbound.is_empty()
+    }
+
+    /// The range rule, for an address some pattern in `covering` covers.
+    fn check_address<'a>(
+        &self,
+        ip: IpAddr,
+        mut covering: impl Iterator<Item = &'a HostPattern>,
+    ) -> Result<(), Refusal> {
+        let ip = canonical(ip);
+        if let Some(kind) = built_in_denial(ip) {
+            return Err(Refusal::BuiltIn(kind));
+        }
+        match special(ip) {
+            None => Ok(()),
+            Some(kind) if covering.any(|p| p.names_address(ip)) => {
+                let _ = kind;
+                Ok(())
+            }
+            Some(kind) => Err(Refusal::Special(kind)),
+        }
+    }
+
+    /// Whether a connection to `addr` over `scheme` is allowed; names in
+    /// grants are resolved now and `addr` must be among their answers.
+    async fn outbound_allowed(&self, scheme: Scheme, addr: SocketAddr) -> Result<(), Refusal> {
+        let ip = canonical(addr.ip());
+        let host = Host::Ip(ip);
+        let by_address: Vec<&HostPattern> = self
+            .outbound
+            .iter()
+            .filter(|p| p.covers(scheme, &host, addr.port()))
+            .collect();
+        if !by_address.is_empty() {
+            return self.check_address(ip, by_address.into_iter());
+        }
+        for p in &self.outbound {
+            let airssys_wasm_capability::outbound::Hosts::Name(name) = &p.hosts else {
+                continue;
+            };
+            if !p.covers(scheme, &Host::Name(name.clone()), addr.port()) {
+                continue;
+            }
+            let Ok(answers) = tokio::net::lookup_host((name.as_str(), addr.port())).await else {
+                continue;
+            };
+            if answers.map(|a| canonical(a.ip())).any(|a| a == ip) {
+                return self.check_address(ip, std::iter::empty());
+            }
+        }
+        Err(Refusal::NotGranted)
+    }
+
+    /// The socket check wasmtime-wasi calls before every bind, listen,
+    /// accept, connect and datagram.
+    pub(crate) async fn socket(&self, addr: SocketAddr, use_: SocketAddrUse) -> bool {
+        let verdict = match use_ {
+            SocketAddrUse::TcpConnect => self.outbound_allowed(Scheme::Tcp, addr).await,
+            SocketAddrUse::UdpSend => self.outbound_allowed(Scheme::Udp, addr).await,
+            // A datagram from a host the component may send to, or to a
+            // component serving on a granted port.
+            SocketAddrUse::UdpReceive => {
+                if self.inbound.is_empty() {
+                    self.outbound_allowed(Scheme::Udp, addr).await
+                } else {
+                    Ok(())
+                }
+            }
+            // The implicit bind to an unspecified address and port 0 before
+            // a connect or send: allowed with an outbound grant.
+            SocketAddrUse::TcpBind | SocketAddrUse::UdpBind
+                if addr.ip().is_unspecified() && addr.port() == 0 =>
+            {
+                if self.outbound.is_empty() {
+                    Err(Refusal::NotGranted)
+                } else {
+                    Ok(())
+                }
+            }
+            SocketAddrUse::TcpBind | SocketAddrUse::UdpBind | SocketAddrUse::TcpListen => {
+                if self.inbound.contains(&addr.port()) {
+                    Ok(())
+                } else {
+                    Err(Refusal::NotGranted)
+                }
+            }
+            // Accepted clients of a listener that was allowed.
+            SocketAddrUse::TcpAccept => Ok(()),
+        };
+        match verdict {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::info!(
+                    component = %self.component,
+                    target = %addr,
+                    operation = ?use_,
+                    reason = %why,
+                    "socket denied"
+                );
+                false
+            }
+        }
+    }
+
+    /// Check an outgoing request's target and pick the address to connect
+    /// to: resolved once, here.
+    async fn http_target(
+        &self,
+        uri: &http::Uri,
+        deadline: Instant,
+    ) -> Result<(SocketAddr, Host, bool), HttpError> {
+        let deny = |target: &str, why: &dyn std::fmt::Display| {
+            tracing::info!(component = %self.component, %target, reason = %why, "HTTP request denied");
+        };
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(HttpError::HttpProtocolError),
+        };
+        let scheme = if tls { Scheme::Https } else { Scheme::Http };
+        let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
+        if authority.as_str().contains('@') {
+            deny(authority.as_str(), &"userinfo in the authority");
+            return Err(HttpError::HttpRequestDenied);
+        }
+        let host =
+            normalize_host(authority.host()).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let target = format!("{host}:{port}");
+        let covering: Vec<&HostPattern> = self
+            .outbound
+            .iter()
+            .filter(|p| p.covers(scheme, &host, port))
+            .collect();
+        if covering.is_empty() {
+            deny(&target, &Refusal::NotGranted);
+            return Err(HttpError::HttpRequestDenied);
+        }
+        let addrs: Vec<IpAddr> = match &host {
+            Host::Ip(ip) => vec![*ip],
+            Host::Name(name) => {
+                let lookup = tokio::net::lookup_host((name.as_str(), port));
+                match tokio::time::timeout_at(deadline.into(), lookup).await {
+                    Err(_) => return Err(HttpError::DnsTimeout),
+                    Ok(Err(e)) => {
+                        return Err(HttpError::DnsError {
+                            rcode: Some(e.to_string()),
+                            info_code: None,
+                        });
+                    }
+                    Ok(Ok(answers)) => answers.map(|a| a.ip()).collect(),
+                }
+            }
+        };
+        let mut refused = None;
+        for ip in addrs {
+            match self.check_address(ip, covering.iter().copied()) {
+                Ok(()) => return Ok((SocketAddr::new(canonical(ip), port), host, tls)),
+                Err(why) => refused = Some((ip, why)),
+            }
+        }
+        match refused {
+            Some((ip, why)) => {
+                deny(&format!("{target} ({ip})"), &why);
+                Err(HttpError::DestinationIpProhibited)
+            }
+            None => Err(HttpError::DestinationNotFound),
+        }
+    }
+}
+
+/// The `wasi:http` hooks of one store: requests go through the gate.
+pub(crate) struct OutgoingHttp {
+    pub net: Arc<NetPolicy>,
+    /// When the call must end.
+    pub deadline: Option<Instant>,
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>
+    {
+        let net = self.net.clone();
+        let deadline = self
+            .deadline
+            .unwrap_or_else(|| Instant::now() + NO_DEADLINE);
+        Box::new(async move {
+            let (res, io) = send(&net, request, options, deadline).await?;
+            Ok((res, Box::new(io) as IoFuture))
+        })
+    }
+}
+
+/// The shorter of the guest's wish and the time left.
+fn within(wish: Option<Duration>, deadline: Instant) -> Duration {
+    let left = deadline.saturating_duration_since(Instant::now());
+    wish.map_or(left, |w| w.min(left))
+}
+
+/// The TLS client settings: the web's public roots (as wasmtime-wasi-http's
+/// own sender), built once.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, HttpError> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| HttpError::InternalError(Some(format!("TLS settings: {e}"))))
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
+
+/// Send one request to the checked address.
+async fn send(
+    net: &NetPolicy,
+    mut req: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    deadline: Instant,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        impl Future<Output = Result<(), HttpError>> + Send + use<>,
+    ),
+    HttpError,
+> {
+    let (addr, host, tls) = net.http_target(req.uri(), deadline).await?;
+    let connect_wish = options.and_then(|o| o.connect_timeout);
+    let connect = within(connect_wish, deadline);
+    let stream = tokio::time::timeout(connect, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => HttpError::ConnectionRefused,
+            _ => HttpError::Connect(e),
+        })?;
+    let stream: Box<dyn Stream> = if tls {
+        let name = match &host {
+            Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone())
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+            Host::Ip(ip) => rustls::pki_types::ServerName::from(*ip),
+        };
+        let connector = tokio_rustls::TlsConnector::from(tls_config()?);
+        let tls_stream = tokio::time::timeout(connect, connector.connect(name, stream))
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)?
+            .map_err(|_| HttpError::TlsCertificateError)?;
+        Box::new(tls_stream)
+    } else {
+        Box::new(stream)
+    };
+    let (mut sender, conn) = tokio::time::timeout(
+        within(connect_wish, deadline),
+        hyper::client::conn::http1::Builder::new()
+            .handshake(wasmtime_wasi_http::io::TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)?
+    .map_err(HttpError::from)?;
+    // Only a proxy wants the scheme and authority in the request line.
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *req.uri_mut() = http::Uri::try_from(path).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+
+    let first_byte = within(options.and_then(|o| o.first_byte_timeout), deadline);
+    let between = within(options.and_then(|o| o.between_bytes_timeout), deadline)
+        .max(Duration::from_nanos(1));
+    let mut conn = Box::pin(conn);
+    let mut conn_done = false;
+    let response = tokio::time::timeout(first_byte, async {
+        let mut send = std::pin::pin!(sender.send_request(req));
+        // Drive the connection while waiting for the response head.
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = send.as_mut().poll(cx) {
+                return Poll::Ready(r.map_err(HttpError::from));
+            }
+            if !conn_done && let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                conn_done = true;
+                if let Err(e) = r {
+                    return Poll::Ready(Err(HttpError::from(e)));
+                }
+                return send.as_mut().poll(cx).map_err(HttpError::from);
+            }
+            Poll::Pending
+        })
+        .await
+    })
+    .await
+    .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    let response = response.map(|incoming| {
+        let mut timer = tokio::time::interval(between);
+        timer.reset();
+        TimedBody { incoming, timer }.boxed_unsync()
+    });
+    let io = async move {
+        if conn_done {
+            return Ok(());
+        }
+        conn.await.map_err(|e| {
+            if e.is_timeout() {
+                HttpError::HttpResponseTimeout
+            } else {
+                HttpError::from(e)
+            }
+        })
+    };
+    Ok((response, io))
+}
+
+/// A response body that fails when no frame arrives within the
+/// between-bytes timeout.
+struct TimedBody {
+    incoming: hyper::body::Incoming,
+    timer: tokio::time::Interval,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.incoming).poll_frame(cx) {
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(HttpError::from(e)))),
+            Poll::Ready(Some(Ok(frame))) => {
+                self.timer.reset();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                ready!(self.timer.poll_tick(cx));
+                Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(grants: &[&str]) -> NetPolicy {
+        let caps: Vec<Capability> = grants
+            .iter()
+            .map(|g| format!("network-outbound:{g}").parse().unwrap())
+            .collect();
+        NetPolicy::new("t", &caps)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_range_rule() {
+        let any = policy(&["*"]);
+        let all = |p: &NetPolicy, a: &str| p.check_address(ip(a), p.outbound.iter());
+        assert_eq!(all(&any, "93.184.215.14"), Ok(()));
+        for (a, kind) in [
+            ("127.0.0.1", "loopback"),
+            ("10.1.2.3", "private"),
+            ("192.168.0.1", "private"),
+            ("172.16.0.1", "private"),
+            ("100.64.0.1", "shared (CGNAT)"),
+            ("0.0.0.0", "unspecified"),
+            ("224.0.0.1", "multicast or broadcast"),
+            ("::1", "loopback"),
+            ("fd12::1", "unique-local"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("::ffff:10.0.0.1", "private"),
+        ] {
+            assert_eq!(all(&any, a), Err(Refusal::Special(kind)), "{a}");
+        }
+        let literal = policy(&["127.0.0.1", "10.0.0.0/8"]);
+        assert_eq!(all(&literal, "127.0.0.1"), Ok(()));
+        assert_eq!(all(&literal, "::ffff:127.0.0.1"), Ok(()));
+        assert_eq!(all(&literal, "10.9.9.9"), Ok(()));
+        // Link-local and metadata: no grant opens them.
+        let meta = policy(&["169.254.169.254", "169.254.0.0/16", "[fe80::/10]"]);
+        for a in [
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+            "fd00:ec2::254",
+        ] {
+            assert!(
+                matches!(all(&meta, a), Err(Refusal::BuiltIn(_))),
+                "{a}: {:?}",
+                all(&meta, a)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn sockets() {
+        let p = policy(&["127.0.0.1:8080"]);
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(
+            p.socket(at("127.0.0.1:8080"), SocketAddrUse::TcpConnect)
+                .await
+        );
+        assert!(
+            !p.socket(at("127.0.0.1:8081"), SocketAddrUse::TcpConnect)
+                .await
+        );
+        assert!(
+            !p.socket(at("10.0.0.1:8080"), SocketAddrUse::TcpConnect)
+                .await
+        );
+        assert!(p.socket(at("0.0.0.0:0"), SocketAddrUse::TcpBind).await);
+        assert!(!p.socket(at("0.0.0.0:8080"), SocketAddrUse::TcpBind).await);
+        assert!(!p.socket(at("0.0.0.0:0"), SocketAddrUse::TcpListen).await);
+        let none = policy(&[]);
+        assert!(!none.socket(at("0.0.0.0:0"), SocketAddrUse::TcpBind).await);
+        let inbound = NetPolicy::new("t", &[Capability::NetworkInbound(9000)]);
+        assert!(
+            inbound
+                .socket(at("0.0.0.0:9000"), SocketAddrUse::TcpBind)
+                .await
+        );
+        assert!(
+            inbound
+                .socket(at("0.0.0.0:9000"), SocketAddrUse::TcpListen)
+                .await
+        );
+        assert!(
+            !inbound
+                .socket(at("0.0.0.0:9001"), SocketAddrUse::TcpBind)
+                .await
+        );
+        // A name grant: the address must be among the name's answers now.
+        let named = policy(&["localhost:7000"]);
+        assert!(
+            !named
+                .socket(at("10.0.0.1:7000"), SocketAddrUse::TcpConnect)
+                .await
+        );
+        // localhost answers 127.0.0.1, but a name never opens loopback.
+        assert!(
+            !named
+                .socket(at("127.0.0.1:7000"), SocketAddrUse::TcpConnect)
+                .await
+        );
+    }
+}
