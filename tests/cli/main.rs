@@ -47,7 +47,18 @@ impl Cli {
 /// on stdin, and `extra` flags.
 fn misbehave(extra: &[&'static str]) -> Vec<&'static str> {
     let mut args = vec![
-        "call", MISBEHAVE, "--allow", "state", "--allow", "config", "--input", "-",
+        "call",
+        MISBEHAVE,
+        "--allow",
+        "state",
+        "--allow",
+        "config",
+        "--allow",
+        "messaging:send:other",
+        "--allow",
+        "messaging:publish:news",
+        "--input",
+        "-",
     ];
     args.extend_from_slice(extra);
     args

@@ -29,7 +29,7 @@ allow = ["system-call:state"]
 [[component]]
 name = "misbehave"
 source = "{MISBEHAVE}"
-allow = ["system-call:state", "system-call:config"]
+allow = ["system-call:state", "system-call:config", "messaging:send:other", "messaging:publish:news"]
 config = {{ greeting = "from the manifest", other = "kept" }}
 
 [component.limits]

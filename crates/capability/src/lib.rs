@@ -13,6 +13,7 @@
 //! | `network-outbound:HOST-PATTERN` | open connections to matching hosts (`api.example.com:443`, `*.internal`) |
 //! | `network-inbound:PORT` | bind a socket to a port |
 //! | `system-call:NAME` | one of `env:NAME`, `env:*`, `args`, `stdin`, `stdout`, `stderr`, `clock`, `random`, `dns`, `config`, `state` |
+//! | `messaging:OP:PATTERN` | `send` or `request` to components, `publish` or `subscribe` to topics matching PATTERN (held as a `system-call`) |
 //! | `custom:NAME:JSON` | a capability of a host extension, with JSON parameters (an object or `null`) |
 //!
 //! ```
@@ -24,6 +25,7 @@
 //! assert!("file-reed:/data".parse::<Capability>().unwrap_err().to_string().contains("did you mean `file-read`?"));
 //! ```
 
+pub mod messaging;
 pub mod outbound;
 mod parse;
 mod suggest;
@@ -85,6 +87,7 @@ impl fmt::Display for Capability {
             Capability::FileWrite(p) => write!(f, "file-write:{}", p.display()),
             Capability::NetworkOutbound(h) => write!(f, "network-outbound:{h}"),
             Capability::NetworkInbound(p) => write!(f, "network-inbound:{p}"),
+            Capability::SystemCall(n) if n.starts_with("messaging:") => f.write_str(n),
             Capability::SystemCall(n) => write!(f, "system-call:{n}"),
             Capability::Custom(name, json) => write!(f, "custom:{name}:{json}"),
         }
@@ -136,6 +139,8 @@ mod tests {
             "system-call:env:*",
             "system-call:clock",
             "system-call:state",
+            "messaging:request:billing-*",
+            "messaging:subscribe:orders.*",
             r#"custom:acme:ledger:{"accounts":["main"]}"#,
             "custom:acme:null",
         ] {

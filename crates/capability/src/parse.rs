@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use crate::Capability;
 use crate::suggest::did_you_mean;
 
-/// The capability kinds, in the order of the WIT variant.
+/// The capability kinds, in the order of the WIT variant, then
+/// `messaging` (held as a `system-call`).
 pub(crate) const KINDS: &[&str] = &[
     "file-read",
     "file-write",
@@ -15,6 +16,7 @@ pub(crate) const KINDS: &[&str] = &[
     "network-inbound",
     "system-call",
     "custom",
+    "messaging",
 ];
 
 /// The closed set of `system-call` names; `env:NAME` is checked apart.
@@ -51,6 +53,8 @@ pub(crate) fn parse(text: &str) -> Result<Capability, String> {
         "network-inbound" => parse_port(text, value).map(Capability::NetworkInbound),
         "system-call" => parse_system_call(text, value).map(Capability::SystemCall),
         "custom" => parse_custom(text, value),
+        "messaging" => crate::messaging::Grant::parse(value)
+            .map(|g| Capability::SystemCall(format!("messaging:{}:{}", g.op.name(), g.pattern))),
         _ => Err(format!(
             "unknown capability kind `{kind}`{}; expected one of {} (for example `file-read:/data`)",
             did_you_mean(kind, KINDS),
@@ -98,6 +102,9 @@ fn parse_port(text: &str, value: &str) -> Result<u16, String> {
 fn parse_system_call(text: &str, value: &str) -> Result<String, String> {
     if SYSTEM_CALLS.contains(&value) || value == "env:*" {
         return Ok(value.to_owned());
+    }
+    if let Some(m) = value.strip_prefix("messaging:") {
+        return crate::messaging::Grant::parse(m).map(|g| g.to_string());
     }
     if let Some(var) = value.strip_prefix("env:") {
         if var.is_empty() {

@@ -124,6 +124,8 @@ pub(crate) struct HostCtx {
     pub table: ResourceTable,
     pub limiter: Limiter,
     pub shared: Arc<Shared>,
+    /// The authority this call runs under.
+    pub decided: Arc<Decided>,
     pub logs: Vec<LogRecord>,
     pub logs_dropped: u64,
     /// When instantiation finished, for the call's timings.
@@ -132,7 +134,12 @@ pub(crate) struct HostCtx {
 }
 
 impl HostCtx {
-    pub(crate) fn new(wasi: WasiCtx, shared: Arc<Shared>, hooks: crate::net::OutgoingHttp) -> Self {
+    pub(crate) fn new(
+        wasi: WasiCtx,
+        shared: Arc<Shared>,
+        decided: Arc<Decided>,
+        hooks: crate::net::OutgoingHttp,
+    ) -> Self {
         let mut table = ResourceTable::new();
         table.set_max_capacity(shared.limits.resources);
         Self {
@@ -141,6 +148,7 @@ impl HostCtx {
             table,
             limiter: Limiter::new(&shared.limits),
             shared,
+            decided,
             logs: Vec::new(),
             logs_dropped: 0,
             instantiated: None,
@@ -621,29 +629,56 @@ impl crate::bindings::wasi::keyvalue::batch::Host for HostCtx {
 
 const NO_REGISTRY: &str = "messaging needs a host with a component registry (`airssys-wasm serve`); this host runs one component";
 
+impl HostCtx {
+    /// The messaging gate: a target the grants do not cover is a typed
+    /// denial naming the grant that would allow it.
+    fn messaging_allowed(&self, op: MessagingOp, target: &str) -> Result<(), ComponentError> {
+        let grants = &self.decided.profile.messaging;
+        if grants.iter().any(|g| g.covers(op, target)) {
+            return Ok(());
+        }
+        let wanted = format!("messaging:{}:{target}", op.name());
+        tracing::info!(component = %self.shared.name, capability = %wanted, "messaging denied");
+        Err(ComponentError::Denied(
+            crate::bindings::airssys::component::types::Capability::SystemCall(wanted),
+        ))
+    }
+}
+
+use airssys_wasm_capability::messaging::Op as MessagingOp;
+
 impl crate::bindings::airssys::component::messaging::Host for HostCtx {
     fn send(
         &mut self,
-        _target: String,
+        target: String,
         _msg: Message,
     ) -> wasmtime::Result<Result<(), ComponentError>> {
+        if let Err(e) = self.messaging_allowed(MessagingOp::Send, &target) {
+            return Ok(Err(e));
+        }
         Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
     }
 
     fn request(
         &mut self,
-        _target: String,
+        target: String,
         _msg: Message,
         _timeout_ms: u32,
     ) -> wasmtime::Result<Result<Message, ComponentError>> {
+        if let Err(e) = self.messaging_allowed(MessagingOp::Request, &target) {
+            return Ok(Err(e));
+        }
         Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
     }
 
     fn publish(
         &mut self,
-        _topic: String,
+        topic: String,
         _msg: Message,
     ) -> wasmtime::Result<Result<(), ComponentError>> {
+        if let Err(e) = self.messaging_allowed(MessagingOp::Publish, &topic) {
+            return Ok(Err(e));
+        }
         Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
     }
 }

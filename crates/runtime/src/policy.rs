@@ -301,6 +301,18 @@ impl Request {
         // Host interfaces beyond WASI 0.2 are refused before running when
         // their grant is missing.
         for import in &self.imports {
+            if import.starts_with("airssys:component/messaging") {
+                if authority.messaging().is_empty() {
+                    return Err(Error::NotGranted {
+                        component: component.to_string(),
+                        capability: format!(
+                            "messaging:send:TARGET, messaging:request:TARGET or messaging:publish:TOPIC (it imports {import})"
+                        ),
+                        hint: "--allow messaging:send:NAME".to_string(),
+                    });
+                }
+                continue;
+            }
             let needed = if import.starts_with("wasi:config/") {
                 Some("config")
             } else if import.starts_with("wasi:keyvalue/") {
@@ -416,6 +428,20 @@ impl Authority {
         self.has(&system_call(name))
     }
 
+    /// The messaging grants the component holds.
+    pub fn messaging(&self) -> Vec<airssys_wasm_capability::messaging::Grant> {
+        self.effective
+            .iter()
+            .filter(|c| !self.deny.iter().any(|d| covers(d, c)))
+            .filter_map(|c| match c {
+                Capability::SystemCall(n) => {
+                    airssys_wasm_capability::messaging::Grant::from_system_call(n)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Everything the component holds.
     pub fn effective(&self) -> &[Capability] {
         &self.effective
@@ -443,6 +469,7 @@ impl Authority {
             stderr: self.has_system_call("stderr"),
             args: self.has_system_call("args"),
             dns: self.has_system_call("dns"),
+            messaging: self.messaging(),
             net: std::sync::Arc::new(crate::net::NetPolicy::new(&self.component, &self.effective)),
         }
     }
@@ -463,6 +490,8 @@ pub(crate) struct StoreProfile {
     pub args: bool,
     /// `wasi:sockets/ip-name-lookup`.
     pub dns: bool,
+    /// Whom it may message.
+    pub messaging: Vec<airssys_wasm_capability::messaging::Grant>,
     /// What sockets and outgoing HTTP may reach.
     pub net: std::sync::Arc<crate::net::NetPolicy>,
 }
@@ -619,6 +648,31 @@ mod tests {
             None,
             &imports,
             &grants(&["system-call:state"], &["system-call:state"]),
+        );
+        assert!(denied.is_err(), "a denial wins");
+
+        let imports = vec!["airssys:component/messaging@0.1.0".to_string()];
+        let err = decide("c", None, &imports, &Grants::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("--allow messaging:send:NAME"),
+            "{err}"
+        );
+        let a = decide(
+            "c",
+            None,
+            &imports,
+            &grants(&["messaging:request:billing-*"], &[]),
+        )
+        .unwrap();
+        assert_eq!(a.messaging().len(), 1);
+        let denied = decide(
+            "c",
+            None,
+            &imports,
+            &grants(
+                &["messaging:request:billing-*"],
+                &["messaging:request:billing-*"],
+            ),
         );
         assert!(denied.is_err(), "a denial wins");
     }

@@ -789,7 +789,7 @@ impl ComponentPre {
             net: profile.net.clone(),
             deadline,
         };
-        let ctx = HostCtx::new(wasi.build(), shared.clone(), hooks);
+        let ctx = HostCtx::new(wasi.build(), shared.clone(), decided.clone(), hooks);
         let mut store = Store::new(self.inner.runtime.engine(), ctx);
         store.limiter(|c| &mut c.limiter);
         if self.inner.runtime.config().fuel {

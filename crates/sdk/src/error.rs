@@ -81,6 +81,7 @@ impl fmt::Display for Capability {
             Self::FileWrite(path) => write!(f, "file-write:{path}"),
             Self::NetworkOutbound(hosts) => write!(f, "network-outbound:{hosts}"),
             Self::NetworkInbound(port) => write!(f, "network-inbound:{port}"),
+            Self::SystemCall(name) if name.starts_with("messaging:") => f.write_str(name),
             Self::SystemCall(name) => write!(f, "system-call:{name}"),
             Self::Custom(custom) => write!(f, "custom:{}:{}", custom.name, custom.json),
         }

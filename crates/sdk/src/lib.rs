@@ -73,6 +73,7 @@
 //! | `network-outbound:HOST`      | [`Capability::NetworkOutbound`] (`api.example.com:443`, `*.internal`) |
 //! | `network-inbound:PORT`       | [`Capability::NetworkInbound`]            |
 //! | `system-call:NAME`           | [`Capability::SystemCall`]: `env:NAME`, `env:*`, `args`, `stdin`, `stdout`, `stderr`, `clock`, `random`, `dns`, `config`, `state` |
+//! | `messaging:OP:PATTERN`       | [`Capability::SystemCall`] named `messaging:OP:PATTERN`: `send`/`request` to components, `publish`/`subscribe` to topics |
 //! | `custom:NAME:JSON`           | [`Capability::Custom`] (`custom:acme:ledger:{"accounts":["a"]}`) |
 //!
 //! The same facts are written into the binary as custom sections, so a host

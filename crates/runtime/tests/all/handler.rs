@@ -140,18 +140,39 @@ async fn a_typed_guest_error_is_not_a_trap() {
 }
 
 #[tokio::test]
-async fn messaging_is_unavailable_without_a_registry() {
+async fn messaging_is_gated_by_its_grants() {
+    // Granted: send to `other`, publish to `news` (no registry answers
+    // them here); not granted: request to `other`.
     let guest = load(MISBEHAVE, crate::opts().limits(test_limits())).await;
     let out = guest.execute(text("message")).await.unwrap();
     let body = String::from_utf8(out.value.payload).unwrap();
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines.len(), 3, "{body}");
-    for line in lines {
-        assert!(
-            line.starts_with("err: unavailable: messaging needs a host with a component registry"),
-            "{line}"
-        );
-    }
+    let unavailable = "err: unavailable: messaging needs a host with a component registry";
+    assert!(lines[0].starts_with(unavailable), "{body}");
+    assert_eq!(
+        lines[1],
+        "err: denied: capability `messaging:request:other` is not granted"
+    );
+    assert!(lines[2].starts_with(unavailable), "{body}");
+
+    // Without its messaging grants the component does not start.
+    let grants = airssys_wasm_runtime::Grants::default()
+        .allow(Capability::SystemCall("state".into()))
+        .allow(Capability::SystemCall("config".into()));
+    let err = crate::runtime()
+        .load(
+            "misbehave",
+            &crate::read(MISBEHAVE),
+            PrepareOptions::default().grants(grants),
+        )
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("--allow messaging:send:other"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

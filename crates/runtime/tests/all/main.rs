@@ -34,7 +34,9 @@ pub(crate) fn opts() -> PrepareOptions {
     PrepareOptions::default().grants(
         Grants::default()
             .allow(Capability::SystemCall("state".into()))
-            .allow(Capability::SystemCall("config".into())),
+            .allow(Capability::SystemCall("config".into()))
+            .allow("messaging:send:other".parse::<Capability>().unwrap())
+            .allow("messaging:publish:news".parse::<Capability>().unwrap()),
     )
 }
 

@@ -39,7 +39,12 @@ const MIB: usize = 1 << 20;
     name = "misbehave",
     version = "0.1.0",
     description = "Misbehaves on request, to test the host's limits",
-    capabilities = ["system-call:state", "system-call:config"],
+    capabilities = [
+        "system-call:state",
+        "system-call:config",
+        "messaging:send:other",
+        "messaging:publish:news",
+    ],
     lifecycle,
 )]
 struct Misbehave;
