@@ -104,7 +104,11 @@ fn main() -> ExitCode {
                 .map_err(|e| output::InputError(e.to_string()))?,
             None => Default::default(),
         };
-        let host = commands::Host { cache_dir, policy };
+        let host = commands::Host {
+            cache_dir,
+            policy,
+            audit: None,
+        };
         match cli.command {
             Command::Run(args) => commands::run::main(args, host).await,
             Command::Call(args) => commands::call::main(args, host).await,

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use serde_json::json;
 
-use super::{GrantArgs, Host, LimitArgs, Target, parse_pair, runtime};
+use super::{AuditArgs, GrantArgs, Host, LimitArgs, Target, parse_pair, runtime};
 use crate::output::{InputError, print_json, print_text};
 
 /// Arguments of `call`.
@@ -61,6 +61,9 @@ pub(crate) struct Args {
     #[command(flatten)]
     grants: GrantArgs,
 
+    #[command(flatten)]
+    audit: AuditArgs,
+
     /// For a wasi:http/proxy component: the request path and query
     /// (default `/`).
     #[arg(long, value_name = "PATH")]
@@ -76,7 +79,8 @@ pub(crate) struct Args {
     json: bool,
 }
 
-pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
+pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
+    host.audit = args.audit.format(args.json);
     let loaded = args.target.load()?;
     let name = loaded.name.clone();
     // Read the input before compiling, so a bad --input fails fast.

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use airssys_wasm_manifest::{Manifest, Resolved, Source};
 use airssys_wasm_runtime::{
-    Capability, ComponentInfo, Grant, Grants, HostPolicy, Limits, PrepareOptions, Runtime,
-    RuntimeConfig,
+    AuditSink, Capability, ComponentInfo, Grant, Grants, HostPolicy, Limits, PrepareOptions,
+    Runtime, RuntimeConfig,
 };
 use anyhow::Context;
 
@@ -273,11 +273,57 @@ pub(crate) fn read_component(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     Ok((name, bytes))
 }
 
-/// What every command shares: the cache and the host policy.
+/// What every command shares: the cache and the host policy, and how the
+/// command wants audit events.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Host {
     pub cache_dir: Option<PathBuf>,
     pub policy: HostPolicy,
+    pub audit: Option<AuditFormat>,
+}
+
+/// How audit events are printed (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AuditFormat {
+    /// JSON lines with --json, else text.
+    Auto,
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `--audit`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditArgs {
+    /// Print every denial the host observes to stderr (rate-limited per
+    /// capability kind: the first 10 a minute, then a summary): text, or
+    /// JSON lines (the default with --json).
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "auto")]
+    audit: Option<AuditFormat>,
+}
+
+impl AuditArgs {
+    /// The format, with `json` telling what `auto` means.
+    pub(crate) fn format(&self, json: bool) -> Option<AuditFormat> {
+        self.audit.map(|f| match f {
+            AuditFormat::Auto if json => AuditFormat::Json,
+            AuditFormat::Auto => AuditFormat::Text,
+            other => other,
+        })
+    }
+}
+
+/// The sink that prints audit events to stderr.
+fn audit_sink(format: AuditFormat) -> AuditSink {
+    AuditSink::new(move |event| {
+        use std::io::Write;
+        let line = match format {
+            AuditFormat::Json => serde_json::to_string(&event).unwrap_or_default(),
+            _ => format!("audit: {event}"),
+        };
+        let _ = writeln!(std::io::stderr(), "{line}");
+    })
 }
 
 /// A runtime for one CLI command.
@@ -285,6 +331,9 @@ pub(crate) fn runtime(host: &Host, fuel: bool) -> anyhow::Result<Runtime> {
     let mut config = RuntimeConfig::default()
         .fuel(fuel)
         .policy(host.policy.clone());
+    if let Some(format) = host.audit {
+        config = config.audit(audit_sink(format));
+    }
     let cache_dir = host.cache_dir.clone();
     if let Some(dir) = cache_dir {
         config = config.cache_dir(dir);

@@ -2,7 +2,7 @@
 
 use airssys_wasm_runtime::{Capability, Limits};
 
-use super::{GrantArgs, Host, LimitArgs, Target, runtime};
+use super::{AuditArgs, GrantArgs, Host, LimitArgs, Target, runtime};
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -21,12 +21,16 @@ pub(crate) struct Args {
     #[command(flatten)]
     grants: GrantArgs,
 
+    #[command(flatten)]
+    audit: AuditArgs,
+
     /// Arguments passed to the component (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
 }
 
-pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
+pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
+    host.audit = args.audit.format(false);
     let loaded = args.target.load()?;
     let fuel =
         args.limits.fuel.is_some() || loaded.entry.as_ref().is_some_and(|e| e.fuel.is_some());

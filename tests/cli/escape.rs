@@ -13,6 +13,10 @@ struct Row {
     stdin: Option<&'static [u8]>,
     code: i32,
     said: String,
+    /// The capability of the audit event the host records, when the attempt
+    /// reaches the host (`None`: no event; see docs/security.md for what
+    /// never reaches it).
+    audit: Option<String>,
 }
 
 #[test]
@@ -39,6 +43,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 1,
             said: not_found.clone(),
+            audit: None,
         },
         Row {
             what: "a read grant reads",
@@ -47,6 +52,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 0,
             said: "inside\n".into(),
+            audit: None,
         },
         Row {
             what: "`..` out of a grant",
@@ -55,6 +61,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 1,
             said: not_permitted.clone(),
+            audit: None,
         },
         Row {
             what: "an absolute path outside every grant",
@@ -63,6 +70,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 1,
             said: not_found.clone(),
+            audit: None,
         },
         Row {
             what: "a symlink leading out",
@@ -71,6 +79,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 1,
             said: not_permitted.clone(),
+            audit: None,
         },
         Row {
             what: "writing under a read grant",
@@ -79,6 +88,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 1,
             said: not_permitted.clone(),
+            audit: None,
         },
         Row {
             what: "from a write grant through `..` into a read grant",
@@ -87,6 +97,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 1,
             said: not_permitted.clone(),
+            audit: None,
         },
         Row {
             what: "a write grant writes",
@@ -95,6 +106,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 0,
             said: "ok\n".into(),
+            audit: None,
         },
         Row {
             what: "no variable without a grant",
@@ -103,6 +115,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 0,
             said: "unset\n".into(),
+            audit: None,
         },
         Row {
             what: "a granted variable",
@@ -111,6 +124,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 0,
             said: "visible\n".into(),
+            audit: None,
         },
         Row {
             what: "another variable than the granted one",
@@ -119,6 +133,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 0,
             said: "unset\n".into(),
+            audit: None,
         },
         Row {
             what: "a denial under env:*",
@@ -132,6 +147,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: None,
             code: 0,
             said: "unset\n".into(),
+            audit: None,
         },
         Row {
             what: "stdin is empty without a grant",
@@ -140,6 +156,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: Some(b"typed"),
             code: 0,
             said: "\n".into(),
+            audit: None,
         },
         Row {
             what: "a stdin grant",
@@ -148,6 +165,7 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             stdin: Some(b"typed"),
             code: 0,
             said: "typed\n".into(),
+            audit: None,
         },
     ];
 
@@ -168,7 +186,7 @@ fn check(rows: &[Row]) {
     let cli = Cli::new();
     let mut failures = Vec::new();
     for row in rows {
-        let mut argv: Vec<&str> = vec!["run", ESCAPE];
+        let mut argv: Vec<&str> = vec!["run", ESCAPE, "--audit=json"];
         argv.extend(row.flags.iter().map(String::as_str));
         argv.push("--");
         argv.extend(row.args.iter().map(String::as_str));
@@ -178,6 +196,30 @@ fn check(rows: &[Row]) {
             Some(input) => crate::with_stdin(cmd, input),
             None => cmd.output().unwrap(),
         };
+        let events: Vec<serde_json::Value> = stderr(&out)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let capabilities: Vec<&str> = events
+            .iter()
+            .map(|e| e["capability"].as_str().unwrap_or_default())
+            .collect();
+        let audited = match &row.audit {
+            None => events.is_empty(),
+            Some(cap) => {
+                capabilities.contains(&cap.as_str())
+                    && events
+                        .iter()
+                        .all(|e| e["decision"] == "denied" && e["component"] == "escape.wasm")
+            }
+        };
+        if !audited {
+            failures.push(format!(
+                "{}: audit events {capabilities:?}, expected {:?}",
+                row.what, row.audit
+            ));
+        }
         if out.status.code() != Some(row.code) || stdout(&out) != row.said {
             failures.push(format!(
                 "{}: exit {:?}, said {:?} (stderr {:?}); expected exit {}, {:?}",
@@ -231,15 +273,20 @@ fn the_network_is_only_what_was_granted() {
     let out = |p: String| vec!["--allow-outbound".to_string(), p];
     let fetch = |u: String| vec!["fetch".to_string(), u];
     let connect = |a: String| vec!["connect".to_string(), a];
-    let row =
-        |what: &'static str, flags: Vec<String>, args: Vec<String>, code: i32, said: &str| Row {
-            what,
-            flags,
-            args,
-            stdin: None,
-            code,
-            said: format!("{said}\n"),
-        };
+    let row = |what: &'static str,
+               flags: Vec<String>,
+               args: Vec<String>,
+               code: i32,
+               said: &str,
+               audit: Option<String>| Row {
+        what,
+        flags,
+        args,
+        stdin: None,
+        code,
+        said: format!("{said}\n"),
+        audit,
+    };
     let denied = "error: ErrorCode::HttpRequestDenied";
     let prohibited = "error: ErrorCode::DestinationIpProhibited";
     let refused = "error: Permission denied (os error 2)";
@@ -250,6 +297,7 @@ fn the_network_is_only_what_was_granted() {
             fetch(url("127.0.0.1")),
             1,
             denied,
+            Some(format!("network-outbound:http://127.0.0.1:{port}")),
         ),
         row(
             "HTTP to a granted address",
@@ -257,6 +305,7 @@ fn the_network_is_only_what_was_granted() {
             fetch(url("127.0.0.1")),
             0,
             "200 hello",
+            None,
         ),
         row(
             "HTTP to another port than granted",
@@ -264,6 +313,7 @@ fn the_network_is_only_what_was_granted() {
             fetch(format!("http://127.0.0.1:{other}/")),
             1,
             denied,
+            Some(format!("network-outbound:http://127.0.0.1:{other}")),
         ),
         row(
             "HTTPS only, asked over HTTP",
@@ -271,6 +321,7 @@ fn the_network_is_only_what_was_granted() {
             fetch(url("127.0.0.1")),
             1,
             denied,
+            Some(format!("network-outbound:http://127.0.0.1:{port}")),
         ),
         row(
             "a name that resolves to loopback (rebinding)",
@@ -278,6 +329,7 @@ fn the_network_is_only_what_was_granted() {
             fetch(url("localhost")),
             1,
             prohibited,
+            Some(format!("network-outbound:http://localhost:{port}")),
         ),
         row(
             "loopback under a grant of every host",
@@ -285,6 +337,7 @@ fn the_network_is_only_what_was_granted() {
             fetch(url("127.0.0.1")),
             1,
             prohibited,
+            Some(format!("network-outbound:http://127.0.0.1:{port}")),
         ),
         row(
             "loopback as a decimal number",
@@ -292,6 +345,7 @@ fn the_network_is_only_what_was_granted() {
             fetch(url("2130706433")),
             1,
             prohibited,
+            Some(format!("network-outbound:http://127.0.0.1:{port}")),
         ),
         row(
             "loopback as an IPv4-mapped IPv6 address",
@@ -299,6 +353,7 @@ fn the_network_is_only_what_was_granted() {
             fetch(url("[::ffff:127.0.0.1]")),
             1,
             prohibited,
+            Some(format!("network-outbound:http://[::ffff:127.0.0.1]:{port}")),
         ),
         row(
             "userinfo in the authority",
@@ -306,6 +361,7 @@ fn the_network_is_only_what_was_granted() {
             fetch(format!("http://user@127.0.0.1:{port}/")),
             1,
             denied,
+            Some(format!("network-outbound:http://user@127.0.0.1:{port}")),
         ),
         row(
             "cloud metadata, even when granted by address",
@@ -313,6 +369,7 @@ fn the_network_is_only_what_was_granted() {
             fetch("http://169.254.169.254/latest/meta-data/".into()),
             1,
             prohibited,
+            Some("network-outbound:http://169.254.169.254:80".into()),
         ),
         row(
             "a private range under a grant of every host",
@@ -320,6 +377,7 @@ fn the_network_is_only_what_was_granted() {
             fetch("http://10.0.0.1/".into()),
             1,
             prohibited,
+            Some("network-outbound:http://10.0.0.1:80".into()),
         ),
         row(
             "a TCP connect without a grant",
@@ -327,6 +385,7 @@ fn the_network_is_only_what_was_granted() {
             connect(at("127.0.0.1")),
             1,
             refused,
+            Some("network-outbound".into()),
         ),
         row(
             "a TCP connect to a granted address",
@@ -334,6 +393,7 @@ fn the_network_is_only_what_was_granted() {
             connect(at("127.0.0.1")),
             0,
             "connected: pong",
+            None,
         ),
         row(
             "a TCP connect to another port",
@@ -341,6 +401,7 @@ fn the_network_is_only_what_was_granted() {
             connect(format!("127.0.0.1:{other}")),
             1,
             refused,
+            Some(format!("network-outbound:tcp://127.0.0.1:{other}")),
         ),
         row(
             "a TCP connect to loopback under `*`",
@@ -348,6 +409,7 @@ fn the_network_is_only_what_was_granted() {
             connect(at("127.0.0.1")),
             1,
             refused,
+            Some(format!("network-outbound:tcp://127.0.0.1:{port}")),
         ),
         row(
             "an HTTP-only grant does not open sockets",
@@ -355,13 +417,15 @@ fn the_network_is_only_what_was_granted() {
             connect(at("127.0.0.1")),
             1,
             refused,
+            Some(format!("network-outbound:tcp://127.0.0.1:{port}")),
         ),
         row(
-            "name lookup without the dns grant",
+            "name lookup without the dns grant (refused inside wasmtime-wasi: no event)",
             out(at("127.0.0.1")),
             s(&["resolve", "localhost"]),
             1,
             "error: failed to lookup address information: Non-recoverable error",
+            None,
         ),
         row(
             "name lookup with the dns grant",
@@ -369,6 +433,7 @@ fn the_network_is_only_what_was_granted() {
             s(&["resolve", "localhost"]),
             0,
             "127.0.0.1",
+            None,
         ),
         row(
             "listening without an inbound grant",
@@ -376,6 +441,7 @@ fn the_network_is_only_what_was_granted() {
             s(&["listen", &other.to_string()]),
             1,
             refused,
+            Some(format!("network-inbound:{other}")),
         ),
         row(
             "listening under an outbound grant only",
@@ -383,6 +449,7 @@ fn the_network_is_only_what_was_granted() {
             s(&["listen", &other.to_string()]),
             1,
             refused,
+            Some(format!("network-inbound:{other}")),
         ),
         row(
             "listening on a granted port",
@@ -390,6 +457,7 @@ fn the_network_is_only_what_was_granted() {
             s(&["listen", &other.to_string()]),
             0,
             "listening",
+            None,
         ),
         row(
             "a UDP datagram without a grant",
@@ -397,6 +465,15 @@ fn the_network_is_only_what_was_granted() {
             s(&["udp", &at("127.0.0.1")]),
             1,
             refused,
+            Some("network-outbound".into()),
+        ),
+        row(
+            "a UDP datagram to another host than granted",
+            out(format!("udp://127.0.0.1:{port}")),
+            s(&["udp", &format!("127.0.0.1:{other}")]),
+            1,
+            refused,
+            Some(format!("network-outbound:udp://127.0.0.1:{other}")),
         ),
         row(
             "a UDP datagram to a granted address",
@@ -404,6 +481,7 @@ fn the_network_is_only_what_was_granted() {
             s(&["udp", &at("127.0.0.1")]),
             0,
             "sent 4",
+            None,
         ),
     ];
     check(&rows);

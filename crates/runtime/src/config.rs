@@ -60,6 +60,10 @@ pub struct RuntimeConfig {
     /// grant, and directories no file grant may reach. The compiled-code
     /// cache directory is always protected.
     pub policy: crate::HostPolicy,
+    /// Where audit events go (default: nowhere). Every denial the host
+    /// observes becomes an event, rate-limited per component and
+    /// capability kind.
+    pub audit: Option<crate::AuditSink>,
 }
 
 impl Default for RuntimeConfig {
@@ -76,11 +80,18 @@ impl Default for RuntimeConfig {
             keep_resident: 1 << 20,
             pagemap_scan: true,
             policy: crate::HostPolicy::default(),
+            audit: None,
         }
     }
 }
 
 impl RuntimeConfig {
+    /// Send audit events to `sink`.
+    pub fn audit(mut self, sink: crate::AuditSink) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
     /// Set the host-wide policy.
     pub fn policy(mut self, policy: crate::HostPolicy) -> Self {
         self.policy = policy;

@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub request: crate::policy::Request,
     /// The decision made after a grant ended, until the next one ends.
     pub redecided: Mutex<Option<Arc<Decided>>>,
+    /// Where this component's denials are recorded.
+    pub audit: crate::audit::Audit,
     pub limits: Limits,
     /// Sorted by key, so `get` is a binary search and `get-all` a copy.
     pub config: Vec<(String, String)>,
@@ -43,6 +45,7 @@ impl Shared {
         name: String,
         request: crate::policy::Request,
         authority: crate::Authority,
+        audit: crate::audit::Audit,
         limits: Limits,
         config: Vec<(String, String)>,
     ) -> Self {
@@ -55,7 +58,8 @@ impl Shared {
         let rate = limits.log_lines_per_second;
         Self {
             name,
-            decided: Arc::new(Decided::new(authority)),
+            decided: Arc::new(Decided::new(authority, &audit)),
+            audit,
             request,
             redecided: Mutex::new(None),
             config,
@@ -84,7 +88,17 @@ impl Shared {
         {
             return Ok(d.clone());
         }
-        let d = Arc::new(Decided::new(self.request.decide(now)?));
+        let authority = self.request.decide(now).inspect_err(|e| {
+            if let crate::Error::NotGranted { capability, .. } = e {
+                self.audit.record(
+                    crate::Decision::Refused,
+                    capability.clone(),
+                    "-",
+                    "a grant it requires has ended",
+                );
+            }
+        })?;
+        let d = Arc::new(Decided::new(authority, &self.audit));
         tracing::info!(component = %self.name, "a grant ended: authority decided again");
         *later = Some(d.clone());
         Ok(d)
@@ -98,9 +112,9 @@ pub(crate) struct Decided {
 }
 
 impl Decided {
-    fn new(authority: crate::Authority) -> Self {
+    fn new(authority: crate::Authority, audit: &crate::audit::Audit) -> Self {
         Self {
-            profile: authority.store_profile(),
+            profile: authority.store_profile(audit),
             authority,
         }
     }
@@ -638,7 +652,12 @@ impl HostCtx {
             return Ok(());
         }
         let wanted = format!("messaging:{}:{target}", op.name());
-        tracing::info!(component = %self.shared.name, capability = %wanted, "messaging denied");
+        self.shared.audit.record(
+            crate::Decision::Denied,
+            wanted.clone(),
+            target,
+            "no messaging grant covers it",
+        );
         Err(ComponentError::Denied(
             crate::bindings::airssys::component::types::Capability::SystemCall(wanted),
         ))

@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+mod audit;
 mod cache;
 mod component;
 mod config;
@@ -59,6 +60,7 @@ pub(crate) mod bindings {
 }
 
 pub use airssys_wasm_capability::Capability;
+pub use audit::{AuditEvent, AuditSink, Decision, PER_MINUTE as AUDIT_PER_MINUTE};
 pub use bindings::airssys::component::types::{
     Capability as WitCapability, ComponentError, ComponentMetadata, CustomCapability, HealthStatus,
     Message,

@@ -35,15 +35,16 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::Capability;
+use crate::audit::{Audit, Decision};
 
 /// Without a call deadline (`run` with no `--timeout`), the longest any
 /// network step may take: wasmtime's own default.
 const NO_DEADLINE: Duration = Duration::from_secs(600);
 
 /// What a component may reach, parsed once at preparation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct NetPolicy {
-    component: String,
+    audit: Audit,
     outbound: Vec<HostPattern>,
     inbound: Vec<u16>,
 }
@@ -53,6 +54,10 @@ pub(crate) struct NetPolicy {
 pub(crate) enum Refusal {
     /// No pattern covers the target.
     NotGranted,
+    /// No `network-inbound` grant names the port.
+    NoInbound,
+    /// No outbound grant at all, so no socket to connect from.
+    NoOutbound,
     /// A special address that the covering pattern does not name.
     Special(&'static str),
     /// Link-local: no grant opens it.
@@ -63,6 +68,10 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::NotGranted => f.write_str("no network-outbound grant covers it"),
+            Refusal::NoInbound => f.write_str("no network-inbound grant names this port"),
+            Refusal::NoOutbound => f.write_str(
+                "a socket bound to connect or send, with no network-outbound grant at all",
+            ),
             Refusal::Special(kind) => write!(
                 f,
                 "a {kind} address, which only a grant naming that address opens"
@@ -121,10 +130,11 @@ fn special(ip: IpAddr) -> Option<&'static str> {
 
 impl NetPolicy {
     /// The network part of an effective capability set.
-    pub(crate) fn new(component: &str, effective: &[Capability]) -> Self {
+    pub(crate) fn new(effective: &[Capability], audit: Audit) -> Self {
         let mut policy = Self {
-            component: component.to_string(),
-            ..Self::default()
+            audit,
+            outbound: Vec::new(),
+            inbound: Vec::new(),
         };
         for c in effective {
             match c {
@@ -140,11 +150,6 @@ impl NetPolicy {
             }
         }
         policy
-    }
-
-    /// Whether the component may use sockets at all.
-    pub(crate) fn any(&self) -> bool {
-        !self.outbound.is_empty() || !self.inbound.is_empty()
     }
 
     /// The range rule, for an address some pattern in `covering` covers.
@@ -218,7 +223,7 @@ impl NetPolicy {
                 if addr.ip().is_unspecified() && addr.port() == 0 =>
             {
                 if self.outbound.is_empty() {
-                    Err(Refusal::NotGranted)
+                    Err(Refusal::NoOutbound)
                 } else {
                     Ok(())
                 }
@@ -227,7 +232,7 @@ impl NetPolicy {
                 if self.inbound.contains(&addr.port()) {
                     Ok(())
                 } else {
-                    Err(Refusal::NotGranted)
+                    Err(Refusal::NoInbound)
                 }
             }
             // Accepted clients of a listener that was allowed.
@@ -236,13 +241,39 @@ impl NetPolicy {
         match verdict {
             Ok(()) => true,
             Err(why) => {
-                tracing::info!(
-                    component = %self.component,
-                    target = %addr,
-                    operation = ?use_,
-                    reason = %why,
-                    "socket denied"
-                );
+                if self.audit.on() {
+                    let (capability, operation) = match use_ {
+                        SocketAddrUse::TcpConnect => {
+                            (format!("network-outbound:tcp://{addr}"), "connect")
+                        }
+                        SocketAddrUse::UdpSend => {
+                            (format!("network-outbound:udp://{addr}"), "send a datagram")
+                        }
+                        SocketAddrUse::UdpReceive => (
+                            format!("network-outbound:udp://{addr}"),
+                            "receive a datagram",
+                        ),
+                        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
+                            if why == Refusal::NoOutbound {
+                                ("network-outbound".to_string(), "bind before connecting")
+                            } else {
+                                (format!("network-inbound:{}", addr.port()), "bind")
+                            }
+                        }
+                        SocketAddrUse::TcpListen => {
+                            (format!("network-inbound:{}", addr.port()), "listen")
+                        }
+                        SocketAddrUse::TcpAccept => {
+                            (format!("network-inbound:{}", addr.port()), "accept")
+                        }
+                    };
+                    self.audit.record(
+                        Decision::Denied,
+                        capability,
+                        addr.to_string(),
+                        format!("{operation}: {why}"),
+                    );
+                }
                 false
             }
         }
@@ -255,8 +286,22 @@ impl NetPolicy {
         uri: &http::Uri,
         deadline: Instant,
     ) -> Result<(SocketAddr, Host, bool), HttpError> {
-        let deny = |target: &str, why: &dyn std::fmt::Display| {
-            tracing::info!(component = %self.component, %target, reason = %why, "HTTP request denied");
+        // The capability names the host as asked; the target adds the
+        // address it resolved to, when that was the problem.
+        let deny = |target: &str, resolved: Option<IpAddr>, why: &dyn std::fmt::Display| {
+            let url = match resolved {
+                Some(ip) => format!("{uri} ({ip})"),
+                None => uri.to_string(),
+            };
+            self.audit.record(
+                Decision::Denied,
+                format!(
+                    "network-outbound:{}://{target}",
+                    uri.scheme_str().unwrap_or("http")
+                ),
+                url,
+                format!("HTTP request: {why}"),
+            );
         };
         let tls = match uri.scheme_str() {
             Some("https") => true,
@@ -266,7 +311,7 @@ impl NetPolicy {
         let scheme = if tls { Scheme::Https } else { Scheme::Http };
         let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
         if authority.as_str().contains('@') {
-            deny(authority.as_str(), &"userinfo in the authority");
+            deny(authority.as_str(), None, &"userinfo in the authority");
             return Err(HttpError::HttpRequestDenied);
         }
         let host =
@@ -279,7 +324,7 @@ impl NetPolicy {
             .filter(|p| p.covers(scheme, &host, port))
             .collect();
         if covering.is_empty() {
-            deny(&target, &Refusal::NotGranted);
+            deny(&target, None, &Refusal::NotGranted);
             return Err(HttpError::HttpRequestDenied);
         }
         let addrs: Vec<IpAddr> = match &host {
@@ -307,7 +352,7 @@ impl NetPolicy {
         }
         match refused {
             Some((ip, why)) => {
-                deny(&format!("{target} ({ip})"), &why);
+                deny(&target, Some(ip), &why);
                 Err(HttpError::DestinationIpProhibited)
             }
             None => Err(HttpError::DestinationNotFound),
@@ -518,7 +563,11 @@ mod tests {
             .iter()
             .map(|g| format!("network-outbound:{g}").parse().unwrap())
             .collect();
-        NetPolicy::new("t", &caps)
+        NetPolicy::new(&caps, quiet())
+    }
+
+    fn quiet() -> Audit {
+        Audit::new(Arc::new(crate::audit::Auditor::new(None)), "t", None)
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -586,7 +635,7 @@ mod tests {
         assert!(!p.socket(at("0.0.0.0:0"), SocketAddrUse::TcpListen).await);
         let none = policy(&[]);
         assert!(!none.socket(at("0.0.0.0:0"), SocketAddrUse::TcpBind).await);
-        let inbound = NetPolicy::new("t", &[Capability::NetworkInbound(9000)]);
+        let inbound = NetPolicy::new(&[Capability::NetworkInbound(9000)], quiet());
         assert!(
             inbound
                 .socket(at("0.0.0.0:9000"), SocketAddrUse::TcpBind)

@@ -137,7 +137,6 @@ impl HostPolicy {
 /// The decided authority of one prepared component.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Authority {
-    component: String,
     effective: Vec<Capability>,
     /// Kept beside the effective set: a denial narrower than a grant
     /// (`env:SECRET` under `env:*`) must still win.
@@ -292,7 +291,6 @@ impl Request {
         used.retain(|g| !denied(&g.capability));
         let dirs = self.preopens(&used)?;
         let authority = Authority {
-            component: component.to_string(),
             next_expiry: used.iter().filter_map(|g| g.expires).min(),
             effective: used.into_iter().map(|g| g.capability).collect(),
             deny,
@@ -458,7 +456,7 @@ impl Authority {
 
     /// What every store of the component is built from, decided once so
     /// the call path only reads flags.
-    pub(crate) fn store_profile(&self) -> StoreProfile {
+    pub(crate) fn store_profile(&self, audit: &crate::audit::Audit) -> StoreProfile {
         StoreProfile {
             env: self.environment(std::env::vars()),
             dirs: self.dirs.clone(),
@@ -470,13 +468,13 @@ impl Authority {
             args: self.has_system_call("args"),
             dns: self.has_system_call("dns"),
             messaging: self.messaging(),
-            net: std::sync::Arc::new(crate::net::NetPolicy::new(&self.component, &self.effective)),
+            net: std::sync::Arc::new(crate::net::NetPolicy::new(&self.effective, audit.clone())),
         }
     }
 }
 
 /// The WASI context a component's stores get, from its authority.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct StoreProfile {
     /// Granted variables, with the values they had at preparation.
     pub env: Vec<(String, String)>,

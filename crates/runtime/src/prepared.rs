@@ -218,12 +218,29 @@ impl ComponentPre {
             WorldKind::Library => Kind::Library,
         };
         let request = crate::policy::Request::new(&name, &info, &options, runtime.host_policy());
-        let authority = request.decide(std::time::SystemTime::now())?;
+        let audit = crate::audit::Audit::new(
+            runtime.inner.auditor.clone(),
+            info.metadata.as_ref().map_or(&info.name, |m| &m.name),
+            info.metadata.as_ref().map(|m| m.version.as_str()),
+        );
+        let authority = request
+            .decide(std::time::SystemTime::now())
+            .inspect_err(|e| {
+                if let Error::NotGranted { capability, .. } = e {
+                    audit.record(
+                        crate::Decision::Refused,
+                        capability.clone(),
+                        "-",
+                        "required but not granted",
+                    );
+                }
+            })?;
         let permits = Arc::new(Semaphore::new(limits.max_concurrent as usize));
         let shared = Arc::new(Shared::new(
             name,
             request,
             authority,
+            audit,
             limits,
             options.config,
         ));
@@ -628,6 +645,7 @@ impl ComponentPre {
         let proxy = proxy.clone();
         let limits = self.limits().clone();
         let component = name.clone();
+        let audit = self.inner.shared.audit.clone();
         // The guest may keep running after it has sent the response head
         // (streaming the body), so it runs in its own task, holding the
         // permit until it ends.
@@ -643,14 +661,18 @@ impl ComponentPre {
                 Some(_) => tokio::time::timeout(limits.timeout, run).await,
                 None => Ok(run.await),
             };
-            match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(classify(&component, e, observed(&store, &stderr), &limits)),
-                Err(_) => Err(Error::Timeout {
+            let e = match r {
+                Ok(Ok(())) => {
+                    audit.flush();
+                    return Ok(());
+                }
+                Ok(Err(e)) => classify(&component, e, observed(&store, &stderr), &limits),
+                Err(_) => Error::Timeout {
                     component,
                     timeout: limits.timeout,
-                }),
-            }
+                },
+            };
+            Err(stopped(&audit, e))
         });
         match receiver.await {
             Ok(Ok(resp)) => Ok(resp),
@@ -732,18 +754,17 @@ impl ComponentPre {
                 tracing::warn!(dir = %dir.host.display(), error = %e, "granted directory cannot be opened");
             }
         }
-        // Sockets are checked one operation at a time against the grants;
-        // name lookup is its own grant (a channel for leaking data).
-        if profile.net.any() {
-            let net = profile.net.clone();
-            wasi.allow_tcp(true)
-                .allow_udp(true)
-                .socket_addr_check(move |addr, use_| {
-                    let net = net.clone();
-                    Box::pin(async move { net.socket(addr, use_).await })
-                });
-        }
-        wasi.allow_ip_name_lookup(profile.dns);
+        // Sockets are checked one operation at a time against the grants
+        // (and refused, audited, without any); name lookup is its own grant
+        // (a channel for leaking data).
+        let net = profile.net.clone();
+        wasi.allow_tcp(true)
+            .allow_udp(true)
+            .socket_addr_check(move |addr, use_| {
+                let net = net.clone();
+                Box::pin(async move { net.socket(addr, use_).await })
+            })
+            .allow_ip_name_lookup(profile.dns);
         if !profile.clock {
             wasi.wall_clock(crate::policy::FixedWallClock)
                 .monotonic_clock(crate::policy::LogicalClock::default());
@@ -846,18 +867,24 @@ impl ComponentPre {
                 None => Ok(run.await),
             }
         };
+        let audit = &self.inner.shared.audit;
         let value = match result {
             Err(()) => {
-                return Err(Error::Timeout {
-                    component: self.name().to_string(),
-                    timeout: limits.timeout,
-                });
+                return Err(stopped(
+                    audit,
+                    Error::Timeout {
+                        component: self.name().to_string(),
+                        timeout: limits.timeout,
+                    },
+                ));
             }
             Ok(Err(e)) => {
-                return Err(classify(self.name(), e, observed(&store, &stderr), limits));
+                let e = classify(self.name(), e, observed(&store, &stderr), limits);
+                return Err(stopped(audit, e));
             }
             Ok(Ok(v)) => v,
         };
+        audit.flush();
         let end = Instant::now();
         let (stdout, stdout_bytes) = stdout.map(|c| c.take()).unwrap_or_default();
         let (stderr, stderr_bytes) = stderr.map(|c| c.take()).unwrap_or_default();
@@ -892,6 +919,29 @@ impl<T> CallOutput<T> {
             timings: self.timings,
         }
     }
+}
+
+/// Record a call that a limit stopped, deliver pending audit summaries, and
+/// hand the error on.
+fn stopped(audit: &crate::audit::Audit, e: Error) -> Error {
+    let limit = match &e {
+        Error::Timeout { .. } => Some("limit:timeout".to_string()),
+        Error::MemoryLimit { .. } => Some("limit:memory".to_string()),
+        Error::FuelExhausted { .. } => Some("limit:fuel".to_string()),
+        Error::StackOverflow { .. } => Some("limit:stack".to_string()),
+        Error::ResourceLimit { what, .. } if what.starts_with("table") => {
+            Some("limit:table".to_string())
+        }
+        Error::ResourceLimit { .. } => Some("limit:resources".to_string()),
+        _ => None,
+    };
+    if let Some(limit) = limit {
+        let reason = e.to_string();
+        let reason = reason.lines().next().unwrap_or_default().to_string();
+        audit.record(crate::Decision::Stopped, limit, "-", reason);
+    }
+    audit.flush();
+    e
 }
 
 fn observed(store: &Store<HostCtx>, stderr: &Option<OutputCapture>) -> Observed {

@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub config: RuntimeConfig,
     /// The configured policy, with the host's own directories protected.
     pub host_policy: crate::HostPolicy,
+    /// Rate-limits audit events in front of the configured sink.
+    pub auditor: Arc<crate::audit::Auditor>,
     ticker: Ticker,
 }
 
@@ -98,6 +100,7 @@ impl Runtime {
                 linker,
                 cache,
                 host_policy,
+                auditor: Arc::new(crate::audit::Auditor::new(config.audit.clone())),
                 config,
                 ticker,
             }),
