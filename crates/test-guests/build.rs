@@ -53,7 +53,12 @@ const GUESTS: &[Guest] = &[
     Guest {
         constant: "ESCAPE",
         file: "escape.wasm",
-        doc: "`tests/guests/escape`: a `wasi:cli/command` that tries one way out of its sandbox per run (`cat`, `write`, `ls`, `env`, `stdin`) and prints what it got or `error: ...`.",
+        doc: "`tests/guests/escape`: a `wasi:cli/command` that tries one way out of its sandbox per run (`cat`, `write`, `ls`, `env`, `stdin`, `fetch`, `connect`, `resolve`, `listen`, `udp`) and prints what it got or `error: ...`.",
+    },
+    Guest {
+        constant: "LEDGER_CLIENT",
+        file: "ledger-client.wasm",
+        doc: "`examples/embedder/guest`: a `wasi:cli/command` that prints the balance of each account in its arguments, read through `acme:ledger/accounts`, the embedder example's custom capability.",
     },
     Guest {
         constant: "TYPES",

@@ -64,6 +64,8 @@ pub struct RuntimeConfig {
     /// observes becomes an event, rate-limited per component and
     /// capability kind.
     pub audit: Option<crate::AuditSink>,
+    /// Custom capability providers, linked when the runtime is built.
+    pub providers: Vec<crate::Provider>,
 }
 
 impl Default for RuntimeConfig {
@@ -81,11 +83,18 @@ impl Default for RuntimeConfig {
             pagemap_scan: true,
             policy: crate::HostPolicy::default(),
             audit: None,
+            providers: Vec::new(),
         }
     }
 }
 
 impl RuntimeConfig {
+    /// Add a custom capability provider.
+    pub fn provider(mut self, provider: impl crate::CapabilityProvider) -> Self {
+        self.providers.push(crate::Provider::new(provider));
+        self
+    }
+
     /// Send audit events to `sink`.
     pub fn audit(mut self, sink: crate::AuditSink) -> Self {
         self.audit = Some(sink);

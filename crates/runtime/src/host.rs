@@ -58,7 +58,7 @@ impl Shared {
         let rate = limits.log_lines_per_second;
         Self {
             name,
-            decided: Arc::new(Decided::new(authority, &audit)),
+            decided: Arc::new(Decided::new(authority, &request, &audit)),
             audit,
             request,
             redecided: Mutex::new(None),
@@ -98,7 +98,7 @@ impl Shared {
                 );
             }
         })?;
-        let d = Arc::new(Decided::new(authority, &self.audit));
+        let d = Arc::new(Decided::new(authority, &self.request, &self.audit));
         tracing::info!(component = %self.name, "a grant ended: authority decided again");
         *later = Some(d.clone());
         Ok(d)
@@ -112,9 +112,13 @@ pub(crate) struct Decided {
 }
 
 impl Decided {
-    fn new(authority: crate::Authority, audit: &crate::audit::Audit) -> Self {
+    fn new(
+        authority: crate::Authority,
+        request: &crate::policy::Request,
+        audit: &crate::audit::Audit,
+    ) -> Self {
         Self {
-            profile: authority.store_profile(audit),
+            profile: authority.store_profile(audit, &request.providers),
             authority,
         }
     }
@@ -131,20 +135,50 @@ pub struct LogRecord {
     pub message: String,
 }
 
-/// The state of one store: one instance, one call.
-pub(crate) struct HostCtx {
-    pub wasi: WasiCtx,
-    pub http: WasiHttpCtx,
-    pub table: ResourceTable,
-    pub limiter: Limiter,
-    pub shared: Arc<Shared>,
+/// The state of one store: one instance, one call. Custom capability
+/// providers see it as [`StoreCtx`](crate::StoreCtx).
+pub struct HostCtx {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) shared: Arc<Shared>,
     /// The authority this call runs under.
-    pub decided: Arc<Decided>,
-    pub logs: Vec<LogRecord>,
-    pub logs_dropped: u64,
+    pub(crate) decided: Arc<Decided>,
+    pub(crate) logs: Vec<LogRecord>,
+    pub(crate) logs_dropped: u64,
     /// When instantiation finished, for the call's timings.
-    pub instantiated: Option<Instant>,
+    pub(crate) instantiated: Option<Instant>,
+    /// Each custom capability's state for this store, by provider name.
+    pub(crate) custom: HashMap<String, Box<dyn std::any::Any + Send>>,
     hooks: crate::net::OutgoingHttp,
+}
+
+impl HostCtx {
+    /// The state provider `name` built for this store from its grant, if
+    /// the component holds that grant.
+    pub fn provider_state<T: 'static>(&mut self, name: &str) -> Option<&mut T> {
+        self.custom.get_mut(name)?.downcast_mut()
+    }
+
+    /// The component this call belongs to.
+    pub fn component(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The resource table of this store, for providers that hand out
+    /// resources.
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// Record a denial a provider made (an audit event; the guest should
+    /// see a typed error from the provider's function).
+    pub fn deny(&self, capability: &str, target: &str, reason: &str) {
+        self.shared
+            .audit
+            .record(crate::Decision::Denied, capability, target, reason);
+    }
 }
 
 impl HostCtx {
@@ -163,6 +197,7 @@ impl HostCtx {
             limiter: Limiter::new(&shared.limits),
             shared,
             decided,
+            custom: HashMap::new(),
             logs: Vec::new(),
             logs_dropped: 0,
             instantiated: None,

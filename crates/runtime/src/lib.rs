@@ -44,6 +44,7 @@ mod net;
 mod output;
 mod policy;
 mod prepared;
+mod provider;
 mod runtime;
 
 /// Host bindings generated from the contract in `wit/`.
@@ -75,6 +76,7 @@ pub use error::{Error, Result, describe_component_error};
 pub use host::LogRecord;
 pub use policy::{AMBIENT, Authority, Grant, Grants, HostPolicy, grant_hint};
 pub use prepared::{CallOutput, ComponentPre, PrepareOptions, Timings};
+pub use provider::{CapabilityProvider, Provider, StoreCtx};
 pub use runtime::Runtime;
 
 /// The capability a contract value names. Parameters of a custom

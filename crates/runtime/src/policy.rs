@@ -166,6 +166,11 @@ fn covers(g: &Capability, want: &Capability) -> bool {
     if g == want {
         return true;
     }
+    // A custom capability is granted by name; the grant's parameters are
+    // the ones in force.
+    if let (Capability::Custom(a, _), Capability::Custom(b, _)) = (g, want) {
+        return a == b;
+    }
     matches!((g, want), (Capability::SystemCall(a), Capability::SystemCall(b)) if a == "env:*" && b.starts_with("env:"))
 }
 
@@ -191,6 +196,8 @@ pub(crate) struct Request {
     pub imports: Vec<String>,
     pub grants: Grants,
     pub host: HostPolicy,
+    /// The runtime's custom capability providers.
+    pub providers: Vec<crate::Provider>,
 }
 
 impl Authority {
@@ -225,6 +232,7 @@ impl Request {
             imports: info.imports.clone(),
             grants: options.grants.clone(),
             host: host.clone(),
+            providers: Vec::new(),
         }
     }
 
@@ -272,8 +280,12 @@ impl Request {
                     let Some(g) = grant_for(want) else {
                         return Err(not_granted(want));
                     };
+                    let capability = match want {
+                        Capability::Custom(..) => g.capability.clone(),
+                        _ => want.clone(),
+                    };
                     used.push(Grant {
-                        capability: want.clone(),
+                        capability,
                         mount: g.mount.clone(),
                         expires: g.expires,
                     });
@@ -298,7 +310,21 @@ impl Request {
         };
         // Host interfaces beyond WASI 0.2 are refused before running when
         // their grant is missing.
+        self.check_custom(&authority)?;
         for import in &self.imports {
+            if let Some(p) = self.providers.iter().find(|p| p.serves(import)) {
+                if !authority.effective.iter().any(|c| {
+                    matches!(c, Capability::Custom(n, _) if n == p.name())
+                        && !authority.deny.iter().any(|d| covers(d, c))
+                }) {
+                    return Err(Error::NotGranted {
+                        component: component.to_string(),
+                        capability: format!("custom:{}:... (it imports {import})", p.name()),
+                        hint: format!("--allow 'custom:{}:{{...}}'", p.name()),
+                    });
+                }
+                continue;
+            }
             if import.starts_with("airssys:component/messaging") {
                 if authority.messaging().is_empty() {
                     return Err(Error::NotGranted {
@@ -330,6 +356,42 @@ impl Request {
             }
         }
         Ok(authority)
+    }
+
+    /// Every custom capability in force has a provider, which accepts its
+    /// parameters.
+    fn check_custom(&self, authority: &Authority) -> Result<()> {
+        for c in &authority.effective {
+            let Capability::Custom(name, params) = c else {
+                continue;
+            };
+            let refuse = |why: String, hint: &str| Error::NotGranted {
+                component: self.component.clone(),
+                capability: format!("{c} ({why})"),
+                hint: hint.to_string(),
+            };
+            let Some(p) = self.providers.iter().find(|p| p.name() == name) else {
+                let known: Vec<&str> = self.providers.iter().map(crate::Provider::name).collect();
+                return Err(refuse(
+                    format!(
+                        "this host has no provider named `{name}`; it has: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                    "a host built with that provider",
+                ));
+            };
+            p.0.store_state(params).map_err(|why| {
+                refuse(
+                    format!("the provider refused its parameters: {why}"),
+                    "parameters the provider accepts",
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// File grants are directories, canonicalised now: what the guest sees
@@ -456,7 +518,23 @@ impl Authority {
 
     /// What every store of the component is built from, decided once so
     /// the call path only reads flags.
-    pub(crate) fn store_profile(&self, audit: &crate::audit::Audit) -> StoreProfile {
+    pub(crate) fn store_profile(
+        &self,
+        audit: &crate::audit::Audit,
+        providers: &[crate::Provider],
+    ) -> StoreProfile {
+        let custom = self
+            .effective
+            .iter()
+            .filter(|c| !self.deny.iter().any(|d| covers(d, c)))
+            .filter_map(|c| match c {
+                Capability::Custom(name, params) => providers
+                    .iter()
+                    .find(|p| p.name() == name)
+                    .map(|p| (p.clone(), params.clone())),
+                _ => None,
+            })
+            .collect();
         StoreProfile {
             env: self.environment(std::env::vars()),
             dirs: self.dirs.clone(),
@@ -468,6 +546,7 @@ impl Authority {
             args: self.has_system_call("args"),
             dns: self.has_system_call("dns"),
             messaging: self.messaging(),
+            custom,
             net: std::sync::Arc::new(crate::net::NetPolicy::new(&self.effective, audit.clone())),
         }
     }
@@ -490,6 +569,8 @@ pub(crate) struct StoreProfile {
     pub dns: bool,
     /// Whom it may message.
     pub messaging: Vec<airssys_wasm_capability::messaging::Grant>,
+    /// Custom capabilities in force, with their providers.
+    pub custom: Vec<(crate::Provider, serde_json::Value)>,
     /// What sockets and outgoing HTTP may reach.
     pub net: std::sync::Arc<crate::net::NetPolicy>,
 }
@@ -566,6 +647,7 @@ mod tests {
             imports: imports.to_vec(),
             grants: grants.clone(),
             host: HostPolicy::default(),
+            providers: Vec::new(),
         }
     }
 

@@ -217,7 +217,7 @@ impl ComponentPre {
             }
             WorldKind::Library => Kind::Library,
         };
-        let request = crate::policy::Request::new(&name, &info, &options, runtime.host_policy());
+        let request = runtime.request(&name, &info, &options);
         let audit = crate::audit::Audit::new(
             runtime.inner.auditor.clone(),
             info.metadata.as_ref().map_or(&info.name, |m| &m.name),
@@ -810,7 +810,19 @@ impl ComponentPre {
             net: profile.net.clone(),
             deadline,
         };
-        let ctx = HostCtx::new(wasi.build(), shared.clone(), decided.clone(), hooks);
+        let mut ctx = HostCtx::new(wasi.build(), shared.clone(), decided.clone(), hooks);
+        for (provider, params) in &profile.custom {
+            match provider.0.store_state(params) {
+                Ok(state) => {
+                    ctx.custom.insert(provider.name().to_string(), state);
+                }
+                // Accepted at preparation; a provider that changes its mind
+                // leaves its functions without state, which they report.
+                Err(e) => {
+                    tracing::warn!(provider = provider.name(), error = %e, "custom capability state")
+                }
+            }
+        }
         let mut store = Store::new(self.inner.runtime.engine(), ctx);
         store.limiter(|c| &mut c.limiter);
         if self.inner.runtime.config().fuel {

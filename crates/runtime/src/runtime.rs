@@ -85,7 +85,7 @@ impl Runtime {
     /// Build the engine, the linker and the cache.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
         let engine = build_engine(&config)?;
-        let linker = build_linker(&engine)?;
+        let linker = build_linker(&engine, &config.providers)?;
         let cache = CodeCache::new(&engine, config.cache_dir.as_deref())?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
         let mut host_policy = config.policy.clone();
@@ -143,7 +143,7 @@ impl Runtime {
         info: &ComponentInfo,
         options: &PrepareOptions,
     ) -> Result<crate::Authority> {
-        crate::policy::Request::new(&info.name, info, options, self.host_policy())
+        self.request(&info.name, info, options)
             .decide(std::time::SystemTime::now())
     }
 
@@ -155,7 +155,20 @@ impl Runtime {
         info: &ComponentInfo,
         options: &PrepareOptions,
     ) -> Option<Vec<crate::Capability>> {
-        crate::policy::Request::new(&info.name, info, options, self.host_policy()).required
+        self.request(&info.name, info, options).required
+    }
+
+    /// What `info`'s component asks under `options`, with this runtime's
+    /// host policy and providers.
+    pub(crate) fn request(
+        &self,
+        name: &str,
+        info: &ComponentInfo,
+        options: &PrepareOptions,
+    ) -> crate::policy::Request {
+        let mut r = crate::policy::Request::new(name, info, options, self.host_policy());
+        r.providers = self.inner.config.providers.clone();
+        r
     }
 
     /// The directory that holds this engine's compiled code, if any.
@@ -264,7 +277,7 @@ fn build_engine(config: &RuntimeConfig) -> Result<Engine> {
     Engine::new(&c).map_err(|e| bad(format!("{e:#}")))
 }
 
-fn build_linker(engine: &Engine) -> Result<Linker<HostCtx>> {
+fn build_linker(engine: &Engine, providers: &[crate::Provider]) -> Result<Linker<HostCtx>> {
     let mut linker = Linker::<HostCtx>::new(engine);
     let wrap = |e: wasmtime::Error| Error::Config {
         reason: format!("linking host interfaces: {e:#}"),
@@ -273,5 +286,13 @@ fn build_linker(engine: &Engine) -> Result<Linker<HostCtx>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wrap)?;
     crate::bindings::Component::add_to_linker::<HostCtx, HasSelf<HostCtx>>(&mut linker, |c| c)
         .map_err(wrap)?;
+    for p in providers {
+        p.0.link(&mut linker).map_err(|e| Error::Config {
+            reason: format!(
+                "linking the custom capability provider `{}`: {e:#}",
+                p.name()
+            ),
+        })?;
+    }
     Ok(linker)
 }
