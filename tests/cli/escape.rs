@@ -109,6 +109,69 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
             audit: None,
         },
         Row {
+            what: "a hard link from a read grant into a write grant",
+            flags: [read("data"), vec!["--allow-write".into(), p("out")]].concat(),
+            args: s(&["link", &p("data/in.txt"), &p("out/linked.txt")]),
+            stdin: None,
+            code: 1,
+            said: not_permitted.clone(),
+            audit: None,
+        },
+        Row {
+            what: "a rename from a read grant into a write grant",
+            flags: [read("data"), vec!["--allow-write".into(), p("out")]].concat(),
+            args: s(&["rename", &p("data/in.txt"), &p("out/moved.txt")]),
+            stdin: None,
+            code: 1,
+            said: not_permitted.clone(),
+            audit: None,
+        },
+        Row {
+            what: "truncating under a read grant",
+            flags: read("data"),
+            args: s(&["truncate", &p("data/in.txt")]),
+            stdin: None,
+            code: 1,
+            said: not_permitted.clone(),
+            audit: None,
+        },
+        Row {
+            what: "setting times under a read grant",
+            flags: read("data"),
+            args: s(&["touch", &p("data/in.txt")]),
+            stdin: None,
+            code: 1,
+            said: not_permitted.clone(),
+            audit: None,
+        },
+        Row {
+            what: "a symlink out, made during the call, then followed",
+            flags: vec!["--allow-write".into(), p("out")],
+            args: s(&["symlink-read", "../secret.txt", &p("out/swapped")]),
+            stdin: None,
+            code: 1,
+            said: not_permitted.clone(),
+            audit: None,
+        },
+        Row {
+            what: "a symlink to an absolute path",
+            flags: vec!["--allow-write".into(), p("out")],
+            args: s(&["symlink-read", &p("secret.txt"), &p("out/absolute")]),
+            stdin: None,
+            code: 1,
+            said: "error: ErrorCode { code: 31, name: \"not-permitted\", message: \"Operation not permitted, similar to `EPERM` in POSIX.\" }\n".into(),
+            audit: None,
+        },
+        Row {
+            what: "setting times under a write grant",
+            flags: vec!["--allow-write".into(), p("out")],
+            args: s(&["touch", &p("out/new.txt")]),
+            stdin: None,
+            code: 0,
+            said: "touched\n".into(),
+            audit: None,
+        },
+        Row {
             what: "no variable without a grant",
             flags: vec![],
             args: s(&["env", "HOME"]),
@@ -175,6 +238,12 @@ fn files_environment_and_stdin_are_only_what_was_granted() {
         !r.join("data/new.txt").exists(),
         "the denied write left nothing"
     );
+    assert_eq!(
+        std::fs::read_to_string(r.join("data/in.txt")).unwrap(),
+        "inside",
+        "the denied rename and truncate left it whole"
+    );
+    assert!(!r.join("out/linked.txt").exists() && !r.join("out/moved.txt").exists());
     assert_eq!(
         std::fs::read_to_string(r.join("out/new.txt")).unwrap(),
         "hello"

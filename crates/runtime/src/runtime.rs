@@ -84,6 +84,7 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Build the engine, the linker and the cache.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
+        raise_open_file_limit();
         let engine = build_engine(&config)?;
         let linker = build_linker(&engine, &config.providers)?;
         let cache = CodeCache::new(&engine, config.cache_dir.as_deref())?;
@@ -275,6 +276,28 @@ fn build_engine(config: &RuntimeConfig) -> Result<Engine> {
         .memory_init_cow(config.memory_init_cow)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&c).map_err(|e| bad(format!("{e:#}")))
+}
+
+/// Raise the process's soft open-file limit to its hard limit, once: every
+/// file, socket and directory a guest holds is a host descriptor, and the
+/// usual soft limit (1024) is far below what a host of many components
+/// needs. A guest's own share is capped by [`Limits::resources`].
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            let before = limit.current;
+            limit.current = limit.maximum;
+            match setrlimit(Resource::Nofile, limit) {
+                Ok(()) => {
+                    tracing::debug!(?before, now = ?limit.maximum, "raised the open-file limit")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+            }
+        }
+    });
 }
 
 fn build_linker(engine: &Engine, providers: &[crate::Provider]) -> Result<Linker<HostCtx>> {

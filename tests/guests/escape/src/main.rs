@@ -9,6 +9,12 @@
 //! | `ls DIR` | list a directory |
 //! | `env NAME` | read an environment variable |
 //! | `stdin` | read stdin to its end |
+//! | `link SRC DST` | make a hard link |
+//! | `rename SRC DST` | move a file |
+//! | `truncate PATH` | open a file for writing, truncating it |
+//! | `touch PATH` | set a file's modification time |
+//! | `symlink-read TARGET LINK` | create a symlink to TARGET, then read through it |
+//! | `hoard PATH` | open PATH again and again, keeping every handle |
 //! | `fetch URL` | GET a URL through `wasi:http/outgoing-handler` |
 //! | `connect HOST:PORT` | open a TCP connection, send a line, read the answer |
 //! | `resolve NAME` | look a name up (`wasi:sockets/ip-name-lookup`), print its IPv4 answers |
@@ -46,6 +52,25 @@ fn main() -> ExitCode {
                 .map(|_| text)
                 .map_err(|e| e.to_string())
         }
+        ["link", src, dst] => std::fs::hard_link(src, dst)
+            .map(|()| "linked".to_owned())
+            .map_err(|e| e.to_string()),
+        ["rename", src, dst] => std::fs::rename(src, dst)
+            .map(|()| "renamed".to_owned())
+            .map_err(|e| e.to_string()),
+        ["truncate", path] => std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .map(|_| "truncated".to_owned())
+            .map_err(|e| e.to_string()),
+        ["touch", path] => std::fs::File::open(path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::UNIX_EPOCH))
+            .map(|()| "touched".to_owned())
+            .map_err(|e| e.to_string()),
+        ["symlink-read", target, link] => symlink(target, link)
+            .and_then(|()| std::fs::read_to_string(link).map_err(|e| e.to_string())),
+        ["hoard", path] => hoard(path),
         ["fetch", url] => net::fetch(url),
         ["connect", addr] => net::connect(addr),
         ["resolve", name] => net::resolve(name),
@@ -67,4 +92,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Open `path` until the host says no; report how far it got.
+fn hoard(path: &str) -> Result<String, String> {
+    let mut kept = Vec::new();
+    loop {
+        match std::fs::File::open(path) {
+            Ok(f) => kept.push(f),
+            Err(e) => return Err(format!("opened {} files, then: {e}", kept.len())),
+        }
+    }
+}
+
+/// Create the symlink `link` -> `target` through the preopened directory
+/// `link` lies in (the standard library's `symlink_path` is unstable).
+fn symlink(target: &str, link: &str) -> Result<(), String> {
+    for (dir, mount) in wasip2::filesystem::preopens::get_directories() {
+        let Some(rest) = link.strip_prefix(mount.trim_end_matches('/')) else {
+            continue;
+        };
+        let rest = rest.trim_start_matches('/');
+        return dir.symlink_at(target, rest).map_err(|e| format!("{e:?}"));
+    }
+    Err(format!("{link} is in no granted directory"))
 }
