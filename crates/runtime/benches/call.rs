@@ -17,7 +17,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airssys_wasm_runtime::{ComponentPre, Message, PrepareOptions, Runtime, RuntimeConfig};
+use airssys_wasm_runtime::{
+    AMBIENT, Capability, ComponentPre, Grants, Message, PrepareOptions, Runtime, RuntimeConfig,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, ResourceTable};
 use wasmtime::{
@@ -388,6 +390,46 @@ fn bench(c: &mut Criterion) {
         });
         g.finish();
     }
+
+    // The policy gate: the same component with no grants, and with 20 it
+    // requires and is granted (10 directories, 10 outbound hosts). Grants
+    // are decided once, at preparation; what remains per call is building
+    // the WASI context from them (opening the 10 directories).
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..10).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut caps: Vec<Capability> = dirs
+        .iter()
+        .map(|d| Capability::FileRead(d.path().into()))
+        .collect();
+    caps.extend(
+        (0..10).map(|i| Capability::NetworkOutbound(format!("https://api{i}.example.com"))),
+    );
+    let mut grants = Grants::default();
+    for c in &caps {
+        grants = grants.allow(c.clone());
+    }
+    let none = rt
+        .block_on(runtime.load("echo.wasm", &bytes, PrepareOptions::default()))
+        .unwrap();
+    let twenty = rt
+        .block_on(runtime.load(
+            "echo.wasm",
+            &bytes,
+            PrepareOptions::default().requires(caps).grants(grants),
+        ))
+        .unwrap();
+    assert_eq!(twenty.authority().effective().len(), 20 + AMBIENT.len());
+    let mut g = c.benchmark_group("policy gate: echo 64 B, fresh instance + call");
+    g.bench_function("e no grants", |b| {
+        b.iter(|| rt.block_on(none.execute(Message::new(payload()))).unwrap())
+    });
+    g.bench_function("e 20 grants (10 directories, 10 hosts)", |b| {
+        b.iter(|| {
+            rt.block_on(twenty.execute(Message::new(payload())))
+                .unwrap()
+        })
+    });
+    g.finish();
 
     let dir = tempfile::tempdir().unwrap();
     let cached = Runtime::new(

@@ -148,12 +148,58 @@ pub struct Authority {
 }
 
 /// A granted directory: where it is on the host, where the guest sees it,
-/// and whether it may write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// whether it may write, and the directory itself, opened once at
+/// preparation (every call's guest gets a handle on the same descriptor:
+/// no system call per call, and no path to swap between check and use).
+#[derive(Clone)]
 pub(crate) struct Preopen {
     pub host: std::path::PathBuf,
     pub guest: String,
     pub write: bool,
+    pub dir: wasmtime_wasi::filesystem::Dir,
+}
+
+impl std::fmt::Debug for Preopen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preopen")
+            .field("host", &self.host)
+            .field("guest", &self.guest)
+            .field("write", &self.write)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Preopen {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.host, &self.guest, self.write) == (&other.host, &other.guest, other.write)
+    }
+}
+
+impl Eq for Preopen {}
+
+/// Open `path` as a directory handle for a preopen, as wasmtime-wasi's own
+/// `preopened_dir` does (`O_DIRECTORY | O_PATH`).
+fn open_dir(path: &Path, write: bool) -> std::io::Result<wasmtime_wasi::filesystem::Dir> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::PATH;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)?;
+    let (perms, mode) = if write {
+        (
+            wasmtime_wasi::FsPerms::ReadWrite,
+            wasmtime_wasi::OpenMode::READ | wasmtime_wasi::OpenMode::WRITE,
+        )
+    } else {
+        (
+            wasmtime_wasi::FsPerms::ReadOnly,
+            wasmtime_wasi::OpenMode::READ,
+        )
+    };
+    Ok(wasmtime_wasi::filesystem::Dir::new(
+        file, perms, mode, false,
+    ))
 }
 
 fn system_call(name: &str) -> Capability {
@@ -454,7 +500,13 @@ impl Request {
                     "mount it elsewhere: --allow-read HOST::GUEST",
                 ));
             }
-            dirs.push(Preopen { host, guest, write });
+            let dir = open_dir(&host, write).map_err(|e| bad(e.to_string(), dir_hint))?;
+            dirs.push(Preopen {
+                host,
+                guest,
+                write,
+                dir,
+            });
         }
         Ok(dirs)
     }

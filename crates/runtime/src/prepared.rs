@@ -742,18 +742,8 @@ impl ComponentPre {
         if !profile.env.is_empty() {
             wasi.envs(&profile.env);
         }
-        for dir in &profile.dirs {
-            let perms = if dir.write {
-                wasmtime_wasi::FsPerms::ReadWrite
-            } else {
-                wasmtime_wasi::FsPerms::ReadOnly
-            };
-            // Checked at preparation; a directory removed since then is
-            // simply not visible.
-            if let Err(e) = wasi.preopened_dir(&dir.host, &dir.guest, perms) {
-                tracing::warn!(dir = %dir.host.display(), error = %e, "granted directory cannot be opened");
-            }
-        }
+        // Granted directories were opened at preparation; the guest gets
+        // them through our `wasi:filesystem/preopens` (runtime.rs).
         // Sockets are checked one operation at a time against the grants
         // (and refused, audited, without any); name lookup is its own grant
         // (a channel for leaking data).

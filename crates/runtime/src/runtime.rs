@@ -306,6 +306,30 @@ fn build_linker(engine: &Engine, providers: &[crate::Provider]) -> Result<Linker
         reason: format!("linking host interfaces: {e:#}"),
     };
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wrap)?;
+    // The granted directories were opened once, at preparation: hand the
+    // guest handles on them instead of opening each path on every call.
+    linker.allow_shadowing(true);
+    linker
+        .instance("wasi:filesystem/preopens@0.2.12")
+        .and_then(|mut i| {
+            i.func_wrap(
+                "get-directories",
+                |mut store: wasmtime::StoreContextMut<'_, HostCtx>, (): ()| {
+                    let ctx = store.data_mut();
+                    let profile = &ctx.decided.profile;
+                    let mut out = Vec::with_capacity(profile.dirs.len());
+                    for d in &profile.dirs {
+                        let fd = ctx
+                            .table
+                            .push(wasmtime_wasi::filesystem::Descriptor::Dir(d.dir.clone()))?;
+                        out.push((fd, d.guest.clone()));
+                    }
+                    Ok((out,))
+                },
+            )
+        })
+        .map_err(wrap)?;
+    linker.allow_shadowing(false);
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wrap)?;
     crate::bindings::Component::add_to_linker::<HostCtx, HasSelf<HostCtx>>(&mut linker, |c| c)
         .map_err(wrap)?;
