@@ -66,6 +66,9 @@ pub struct RuntimeConfig {
     pub audit: Option<crate::AuditSink>,
     /// Custom capability providers, linked when the runtime is built.
     pub providers: Vec<crate::Provider>,
+    /// Certificates (DER) trusted for outgoing HTTPS besides the web's
+    /// public roots: a private CA, a test server's certificate.
+    pub tls_roots: Vec<Vec<u8>>,
 }
 
 impl Default for RuntimeConfig {
@@ -84,11 +87,18 @@ impl Default for RuntimeConfig {
             policy: crate::HostPolicy::default(),
             audit: None,
             providers: Vec::new(),
+            tls_roots: Vec::new(),
         }
     }
 }
 
 impl RuntimeConfig {
+    /// Trust `der` (a certificate, DER-encoded) for outgoing HTTPS.
+    pub fn tls_root(mut self, der: Vec<u8>) -> Self {
+        self.tls_roots.push(der);
+        self
+    }
+
     /// Add a custom capability provider.
     pub fn provider(mut self, provider: impl crate::CapabilityProvider) -> Self {
         self.providers.push(crate::Provider::new(provider));

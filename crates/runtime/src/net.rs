@@ -363,6 +363,8 @@ impl NetPolicy {
 /// The `wasi:http` hooks of one store: requests go through the gate.
 pub(crate) struct OutgoingHttp {
     pub net: Arc<NetPolicy>,
+    /// The runtime's TLS client settings.
+    pub tls: Arc<rustls::ClientConfig>,
     /// When the call must end.
     pub deadline: Option<Instant>,
 }
@@ -378,11 +380,12 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>
     {
         let net = self.net.clone();
+        let tls = self.tls.clone();
         let deadline = self
             .deadline
             .unwrap_or_else(|| Instant::now() + NO_DEADLINE);
         Box::new(async move {
-            let (res, io) = send(&net, request, options, deadline).await?;
+            let (res, io) = send(&net, &tls, request, options, deadline).await?;
             Ok((res, Box::new(io) as IoFuture))
         })
     }
@@ -395,23 +398,25 @@ fn within(wish: Option<Duration>, deadline: Instant) -> Duration {
 }
 
 /// The TLS client settings: the web's public roots (as wasmtime-wasi-http's
-/// own sender), built once.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, HttpError> {
-    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
-        std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
-                .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(|e| HttpError::InternalError(Some(format!("TLS settings: {e}"))))
+/// own sender), and the certificates the embedder adds
+/// ([`RuntimeConfig::tls_root`](crate::RuntimeConfig::tls_root)), in DER.
+pub(crate) fn tls_config(extra: &[Vec<u8>]) -> crate::Result<Arc<rustls::ClientConfig>> {
+    let bad = |reason: String| crate::Error::Config { reason };
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    for der in extra {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .map_err(|e| bad(format!("a TLS root certificate is not usable: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(format!("TLS settings: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static {}
@@ -420,6 +425,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'st
 /// Send one request to the checked address.
 async fn send(
     net: &NetPolicy,
+    client: &Arc<rustls::ClientConfig>,
     mut req: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     deadline: Instant,
@@ -446,7 +452,7 @@ async fn send(
                 .map_err(|_| HttpError::HttpRequestUriInvalid)?,
             Host::Ip(ip) => rustls::pki_types::ServerName::from(*ip),
         };
-        let connector = tokio_rustls::TlsConnector::from(tls_config()?);
+        let connector = tokio_rustls::TlsConnector::from(client.clone());
         let tls_stream = tokio::time::timeout(connect, connector.connect(name, stream))
             .await
             .map_err(|_| HttpError::ConnectionTimeout)?

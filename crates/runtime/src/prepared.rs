@@ -798,6 +798,7 @@ impl ComponentPre {
         let deadline = limits.timeout_at();
         let hooks = crate::net::OutgoingHttp {
             net: profile.net.clone(),
+            tls: self.inner.runtime.inner.tls.clone(),
             deadline,
         };
         let mut ctx = HostCtx::new(wasi.build(), shared.clone(), decided.clone(), hooks);

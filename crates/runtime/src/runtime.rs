@@ -39,6 +39,8 @@ pub(crate) struct Inner {
     pub host_policy: crate::HostPolicy,
     /// Rate-limits audit events in front of the configured sink.
     pub auditor: Arc<crate::audit::Auditor>,
+    /// TLS client settings for outgoing HTTPS.
+    pub tls: Arc<rustls::ClientConfig>,
     ticker: Ticker,
 }
 
@@ -88,6 +90,7 @@ impl Runtime {
         let engine = build_engine(&config)?;
         let linker = build_linker(&engine, &config.providers)?;
         let cache = CodeCache::new(&engine, config.cache_dir.as_deref())?;
+        let tls = crate::net::tls_config(&config.tls_roots)?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
         let mut host_policy = config.policy.clone();
         if let Some(dir) = &config.cache_dir {
@@ -102,6 +105,7 @@ impl Runtime {
                 cache,
                 host_policy,
                 auditor: Arc::new(crate::audit::Auditor::new(config.audit.clone())),
+                tls,
                 config,
                 ticker,
             }),

@@ -13,6 +13,7 @@ mod dynamic;
 mod handler;
 mod limits;
 mod malformed;
+mod tls;
 mod worlds;
 
 use std::sync::OnceLock;
