@@ -10,6 +10,24 @@ use anyhow::{Context, bail};
 
 use crate::output::InputError;
 
+/// The package a `compiler-artifact` message is about: from its package id
+/// (`path+file:///x#name@0.1.0`, or `name 0.1.0 (source)` from older
+/// cargo), else its target's name.
+fn package_name(msg: &serde_json::Value) -> Option<String> {
+    let id = msg["package_id"].as_str().unwrap_or_default();
+    let from_id = match id.split_once('#') {
+        Some((source, rest)) => match rest.split_once('@') {
+            Some((name, _)) => Some(name.to_string()),
+            // `...#0.1.0`: the name is the source path's last part.
+            None => source.rsplit('/').next().map(str::to_string),
+        },
+        None => id.split_whitespace().next().map(str::to_string),
+    };
+    from_id
+        .filter(|n| !n.is_empty())
+        .or_else(|| msg["target"]["name"].as_str().map(str::to_string))
+}
+
 /// Build the package in `dir` (or `package` of the workspace there) and
 /// return the component file it produced.
 pub(crate) fn cargo(dir: &Path, package: Option<&str>) -> anyhow::Result<PathBuf> {
@@ -49,8 +67,7 @@ pub(crate) fn cargo(dir: &Path, package: Option<&str>) -> anyhow::Result<PathBuf
             continue;
         }
         if let Some(p) = package
-            && msg["target"]["name"].as_str().map(|n| n.replace('-', "_"))
-                != Some(p.replace('-', "_"))
+            && package_name(&msg).as_deref() != Some(p)
         {
             continue;
         }

@@ -72,8 +72,8 @@ pub(crate) struct GrantArgs {
 
     /// Grant outbound connections to hosts matching a pattern (repeatable):
     /// `api.example.com`, `https://*.example.com:443`, `127.0.0.1:8080`.
-    #[arg(long = "allow-outbound", value_name = "PATTERN")]
-    allow_outbound: Vec<String>,
+    #[arg(long = "allow-outbound", value_name = "PATTERN", value_parser = parse_outbound)]
+    allow_outbound: Vec<Capability>,
 
     /// Grant binding and listening on a port (repeatable).
     #[arg(long = "allow-inbound", value_name = "PORT")]
@@ -108,8 +108,8 @@ impl GrantArgs {
         for (host, guest) in &self.allow_write {
             grants = grants.allow(mount(Capability::FileWrite(host.clone()), guest));
         }
-        for p in &self.allow_outbound {
-            grants = grants.allow(Capability::NetworkOutbound(p.clone()));
+        for c in &self.allow_outbound {
+            grants = grants.allow(c.clone());
         }
         for p in &self.allow_inbound {
             grants = grants.allow(Capability::NetworkInbound(*p));
@@ -122,6 +122,13 @@ impl GrantArgs {
         }
         grants
     }
+}
+
+/// A host pattern, checked as `network-outbound:PATTERN` is.
+fn parse_outbound(s: &str) -> Result<Capability, String> {
+    format!("network-outbound:{s}")
+        .parse::<Capability>()
+        .map_err(|e| e.to_string())
 }
 
 /// `HOST` or `HOST::GUEST`.

@@ -22,7 +22,7 @@ fn refusals_denials_and_limits_are_audited() {
     assert_eq!(out.status.code(), Some(3));
     let e = events(&stderr(&out));
     assert_eq!(e.len(), 1, "{}", stderr(&out));
-    assert_eq!(e[0]["component"], "counter");
+    assert_eq!(e[0]["component"], "counter.wasm");
     assert_eq!(e[0]["version"], "0.1.0");
     assert_eq!(e[0]["capability"], "system-call:state");
     assert_eq!(e[0]["decision"], "refused");
@@ -48,7 +48,7 @@ fn refusals_denials_and_limits_are_audited() {
     // Text form.
     let out = cli.run(&["call", COUNTER, "--audit"]);
     assert!(
-        stderr(&out).contains("audit: refused system-call:state of counter 0.1.0"),
+        stderr(&out).contains("audit: refused system-call:state of counter.wasm 0.1.0"),
         "{}",
         stderr(&out)
     );

@@ -430,7 +430,7 @@ fn the_network_is_only_what_was_granted() {
             fetch(format!("http://user@127.0.0.1:{port}/")),
             1,
             denied,
-            Some(format!("network-outbound:http://user@127.0.0.1:{port}")),
+            Some(format!("network-outbound:http://127.0.0.1:{port}")),
         ),
         row(
             "cloud metadata, even when granted by address",
@@ -447,6 +447,30 @@ fn the_network_is_only_what_was_granted() {
             1,
             prohibited,
             Some("network-outbound:http://10.0.0.1:80".into()),
+        ),
+        row(
+            "a denial by address wins over a grant by range",
+            [
+                out(format!("127.0.0.0/8:{port}")),
+                s(&["--deny", "network-outbound:127.0.0.1"]),
+            ]
+            .concat(),
+            fetch(url("127.0.0.1")),
+            1,
+            denied,
+            Some(format!("network-outbound:http://127.0.0.1:{port}")),
+        ),
+        row(
+            "a denial by address wins over a socket grant by range",
+            [
+                out(format!("127.0.0.0/8:{port}")),
+                s(&["--deny", "network-outbound:127.0.0.1"]),
+            ]
+            .concat(),
+            connect(at("127.0.0.1")),
+            1,
+            refused,
+            Some(format!("network-outbound:tcp://127.0.0.1:{port}")),
         ),
         row(
             "a TCP connect without a grant",

@@ -194,6 +194,31 @@ fn the_host_policy_wins_and_the_host_state_is_out_of_reach() {
         assert_clean_error(&out, 3, "no grant can open");
     }
 
+    // A denied directory fences every file grant around it.
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tree.path().join("secret")).unwrap();
+    let fence = dir.path().join("fence.toml");
+    std::fs::write(
+        &fence,
+        format!(
+            "deny = [\"file-read:{}\"]\n",
+            tree.path().join("secret").display()
+        ),
+    )
+    .unwrap();
+    let out = cli.run(&[
+        "--policy",
+        fence.to_str().unwrap(),
+        "run",
+        ESCAPE,
+        "--allow-read",
+        tree.path().to_str().unwrap(),
+        "--",
+        "ls",
+        tree.path().to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, 3, "is denied");
+
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "deny = [\"file-reed:/x\"]\n").unwrap();
     let out = cli.run(&["--policy", bad.to_str().unwrap(), "run", ESCAPE]);

@@ -95,6 +95,17 @@ impl Grant {
         Self::parse(name.strip_prefix("messaging:")?).ok()
     }
 
+    /// Whether every target `other` allows, this allows too.
+    pub fn includes(&self, other: &Grant) -> bool {
+        if self.op != other.op {
+            return false;
+        }
+        match self.pattern.strip_suffix('*') {
+            Some(prefix) => other.pattern.starts_with(prefix),
+            None => self.pattern == other.pattern,
+        }
+    }
+
     /// Whether this grant allows `op` on `target`.
     pub fn covers(&self, op: Op, target: &str) -> bool {
         self.op == op
@@ -126,6 +137,11 @@ mod tests {
         assert!(exact.covers(Op::Publish, "orders"));
         assert!(!exact.covers(Op::Publish, "orders.eu"));
         assert!(Grant::parse("send:*").unwrap().covers(Op::Send, "anyone"));
+        let wide = Grant::parse("send:billing-*").unwrap();
+        assert!(wide.includes(&Grant::parse("send:billing-eu").unwrap()));
+        assert!(wide.includes(&Grant::parse("send:billing-eu-*").unwrap()));
+        assert!(!wide.includes(&Grant::parse("send:bill*").unwrap()));
+        assert!(!wide.includes(&Grant::parse("request:billing-eu").unwrap()));
         for (bad, why) in [
             ("sned:x", "did you mean `send`?"),
             ("send", "OP:PATTERN"),

@@ -128,6 +128,26 @@ impl HostPattern {
         }
     }
 
+    /// Whether every target `other` covers is one this pattern covers too
+    /// (for a grant that satisfies a requirement, or a denial that removes
+    /// a grant whole).
+    pub fn includes(&self, other: &HostPattern) -> bool {
+        let scheme = self.scheme == Scheme::Any || self.scheme == other.scheme;
+        let ports = self.ports.0 <= other.ports.0 && other.ports.1 <= self.ports.1;
+        let hosts = match (&self.hosts, &other.hosts) {
+            (Hosts::Any, _) => true,
+            (Hosts::Name(a), Hosts::Name(b)) => a == b,
+            (Hosts::Below(s), Hosts::Name(n) | Hosts::Below(n)) => {
+                n == s && matches!(other.hosts, Hosts::Below(_))
+                    || n.strip_suffix(s.as_str())
+                        .is_some_and(|head| head.len() > 1 && head.ends_with('.'))
+            }
+            (Hosts::Net(a), Hosts::Net(b)) => a.contains(b),
+            _ => false,
+        };
+        scheme && ports && hosts
+    }
+
     /// Whether the pattern names `ip` literally (an address or a range
     /// holding it): only then may a special address be reached.
     pub fn names_address(&self, ip: IpAddr) -> bool {
@@ -367,6 +387,26 @@ mod tests {
         );
         assert!(net.names_address("127.0.0.1".parse().unwrap()));
         assert!(!p("*").names_address("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn inclusion() {
+        assert!(p("*").includes(&p("https://api.example.com")));
+        assert!(p("*.example.com").includes(&p("api.example.com:443")));
+        assert!(p("*.example.com").includes(&p("*.api.example.com")));
+        assert!(p("*.example.com").includes(&p("*.example.com:443")));
+        assert!(!p("*.example.com").includes(&p("example.com")));
+        assert!(
+            !p("https://*.example.com").includes(&p("api.example.com")),
+            "narrower scheme"
+        );
+        assert!(
+            !p("api.example.com:443").includes(&p("api.example.com")),
+            "narrower ports"
+        );
+        assert!(p("10.0.0.0/8").includes(&p("10.1.2.3:80")));
+        assert!(!p("10.1.2.3").includes(&p("10.0.0.0/8")));
+        assert!(p("API.example.com.").includes(&p("https://api.example.com")));
     }
 
     #[test]

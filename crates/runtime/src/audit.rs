@@ -6,10 +6,11 @@
 //! A guest that loops on a denied call must not flood the log: per
 //! component and capability kind, the first [`PER_MINUTE`] events of a
 //! minute are delivered one by one; the rest are counted and delivered as
-//! one summary event (its `suppressed` count) when the minute ends or the
-//! call does, whichever comes first.
+//! one summary event (its `suppressed` count), delivered with the next
+//! event after the minute or at the end of the call, whichever comes first.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -113,7 +114,9 @@ impl std::fmt::Debug for AuditSink {
 #[derive(Debug, Default)]
 pub(crate) struct Auditor {
     sink: Option<AuditSink>,
-    windows: Mutex<HashMap<(String, String), Window>>,
+    /// Per prepared component (its handle's id) and capability kind.
+    windows: Mutex<HashMap<(u64, String), Window>>,
+    next_id: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -129,11 +132,13 @@ impl Auditor {
         Self {
             sink,
             windows: Mutex::default(),
+            next_id: AtomicU64::new(1),
         }
     }
 
-    /// Deliver `event`, or count it when its kind is over the rate.
-    fn record(&self, event: AuditEvent) {
+    /// Deliver `event`, or count it (in `pending` too) when its kind is
+    /// over the rate.
+    fn record(&self, id: u64, pending: &AtomicU64, event: AuditEvent) {
         let Some(sink) = &self.sink else { return };
         let kind = event
             .capability
@@ -141,7 +146,7 @@ impl Auditor {
             .next()
             .unwrap_or_default()
             .to_string();
-        let key = (event.component.clone(), kind);
+        let key = (id, kind);
         let now = Instant::now();
         let mut out = Vec::new();
         {
@@ -163,6 +168,7 @@ impl Auditor {
             } else {
                 w.suppressed += 1;
                 w.last = Some(event);
+                pending.fetch_add(1, Ordering::Relaxed);
             }
         }
         for e in out {
@@ -170,15 +176,15 @@ impl Auditor {
         }
     }
 
-    /// Deliver the summaries of `component`'s suppressed events (at the end
-    /// of a call).
-    pub(crate) fn flush(&self, component: &str) {
+    /// Deliver the summaries of component `id`'s suppressed events (at
+    /// the end of a call).
+    fn flush(&self, id: u64) {
         let Some(sink) = &self.sink else { return };
         let mut out = Vec::new();
         {
             let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
             for ((c, _), w) in windows.iter_mut() {
-                if c == component {
+                if *c == id {
                     out.extend(summary(w));
                 }
             }
@@ -201,20 +207,27 @@ fn summary(w: &mut Window) -> Option<AuditEvent> {
     Some(last)
 }
 
-/// One component's handle on the auditor: who it is, for every event.
+/// One prepared component's handle on the auditor: who it is, for every
+/// event, and its own rate windows.
 #[derive(Debug, Clone)]
 pub(crate) struct Audit {
     auditor: Arc<Auditor>,
+    id: u64,
     component: Arc<str>,
     version: Option<Arc<str>>,
+    /// Events counted but not delivered yet: the end of a call looks at
+    /// the windows only when there are some.
+    pending: Arc<AtomicU64>,
 }
 
 impl Audit {
     pub(crate) fn new(auditor: Arc<Auditor>, component: &str, version: Option<&str>) -> Self {
         Self {
+            id: auditor.next_id.fetch_add(1, Ordering::Relaxed),
             auditor,
             component: component.into(),
             version: version.map(Into::into),
+            pending: Arc::default(),
         }
     }
 
@@ -234,22 +247,35 @@ impl Audit {
         if !self.on() {
             return;
         }
-        self.auditor.record(AuditEvent {
-            time: SystemTime::now(),
-            component: self.component.to_string(),
-            version: self.version.as_deref().map(str::to_string),
-            capability: capability.into(),
-            target: target.into(),
-            decision,
-            reason: reason.into(),
-            suppressed: None,
-        });
+        self.auditor.record(
+            self.id,
+            &self.pending,
+            AuditEvent {
+                time: SystemTime::now(),
+                component: self.component.to_string(),
+                version: self.version.as_deref().map(str::to_string),
+                capability: capability.into(),
+                target: target.into(),
+                decision,
+                reason: reason.into(),
+                suppressed: None,
+            },
+        );
+    }
+
+    /// Record a refusal before running: the capability as asked, and the
+    /// error's own words as the reason.
+    pub(crate) fn refused(&self, e: &crate::Error) {
+        if let crate::Error::NotGranted { capability, .. } = e {
+            let asked = capability.split(" (").next().unwrap_or(capability);
+            self.record(Decision::Refused, asked, "-", e.to_string());
+        }
     }
 
     /// Deliver pending summaries (at the end of a call).
     pub(crate) fn flush(&self) {
-        if self.on() {
-            self.auditor.flush(&self.component);
+        if self.pending.swap(0, Ordering::Relaxed) > 0 {
+            self.auditor.flush(self.id);
         }
     }
 }

@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     /// What that was decided from, to decide again when a grant ends.
     pub request: crate::policy::Request,
     /// The decision made after a grant ended, until the next one ends.
-    pub redecided: Mutex<Option<Arc<Decided>>>,
+    pub redecided: std::sync::RwLock<Option<Arc<Decided>>>,
     /// Where this component's denials are recorded.
     pub audit: crate::audit::Audit,
     pub limits: Limits,
@@ -61,7 +61,7 @@ impl Shared {
             decided: Arc::new(Decided::new(authority, &request, &audit)),
             audit,
             request,
-            redecided: Mutex::new(None),
+            redecided: std::sync::RwLock::new(None),
             config,
             state: StateStore::default(),
             log_budget: Mutex::new(TokenBucket::new(rate)),
@@ -79,25 +79,33 @@ impl Shared {
         if now < first {
             return Ok(self.decided.clone());
         }
+        let current = |later: &Option<Arc<Decided>>| {
+            later
+                .as_ref()
+                .filter(|d| d.authority.next_expiry().is_none_or(|t| now < t))
+                .cloned()
+        };
+        // Calls share the later decision under a read lock; one decides
+        // again when that one ends too.
+        if let Some(d) = current(
+            &self
+                .redecided
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ) {
+            return Ok(d);
+        }
         let mut later = self
             .redecided
-            .lock()
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(d) = later.as_ref()
-            && d.authority.next_expiry().is_none_or(|t| now < t)
-        {
-            return Ok(d.clone());
+        if let Some(d) = current(&later) {
+            return Ok(d);
         }
-        let authority = self.request.decide(now).inspect_err(|e| {
-            if let crate::Error::NotGranted { capability, .. } = e {
-                self.audit.record(
-                    crate::Decision::Refused,
-                    capability.clone(),
-                    "-",
-                    "a grant it requires has ended",
-                );
-            }
-        })?;
+        let authority = self
+            .request
+            .decide(now)
+            .inspect_err(|e| self.audit.refused(e))?;
         let d = Arc::new(Decided::new(authority, &self.request, &self.audit));
         tracing::info!(component = %self.name, "a grant ended: authority decided again");
         *later = Some(d.clone());
@@ -149,6 +157,8 @@ pub struct HostCtx {
     pub(crate) logs_dropped: u64,
     /// When instantiation finished, for the call's timings.
     pub(crate) instantiated: Option<Instant>,
+    /// When a grant this call holds ends (the call is stopped then).
+    pub(crate) grant_ends: Option<Instant>,
     /// Each custom capability's state for this store, by provider name.
     pub(crate) custom: HashMap<String, Box<dyn std::any::Any + Send>>,
     hooks: crate::net::OutgoingHttp,
@@ -198,6 +208,7 @@ impl HostCtx {
             shared,
             decided,
             custom: HashMap::new(),
+            grant_ends: None,
             logs: Vec::new(),
             logs_dropped: 0,
             instantiated: None,
@@ -682,8 +693,12 @@ impl HostCtx {
     /// The messaging gate: a target the grants do not cover is a typed
     /// denial naming the grant that would allow it.
     fn messaging_allowed(&self, op: MessagingOp, target: &str) -> Result<(), ComponentError> {
-        let grants = &self.decided.profile.messaging;
-        if grants.iter().any(|g| g.covers(op, target)) {
+        let profile = &self.decided.profile;
+        let denied = profile
+            .messaging_denied
+            .iter()
+            .any(|g| g.covers(op, target));
+        if !denied && profile.messaging.iter().any(|g| g.covers(op, target)) {
             return Ok(());
         }
         let wanted = format!("messaging:{}:{target}", op.name());
@@ -691,7 +706,11 @@ impl HostCtx {
             crate::Decision::Denied,
             wanted.clone(),
             target,
-            "no messaging grant covers it",
+            if denied {
+                "a messaging denial covers it"
+            } else {
+                "no messaging grant covers it"
+            },
         );
         Err(ComponentError::Denied(
             crate::bindings::airssys::component::types::Capability::SystemCall(wanted),

@@ -47,13 +47,30 @@ pub(crate) struct NetPolicy {
     audit: Audit,
     outbound: Vec<HostPattern>,
     inbound: Vec<u16>,
+    /// Denied patterns: they win over any grant, by name and by address.
+    deny: Vec<HostPattern>,
+    /// Answers for names in grants and denials, kept briefly so a guest
+    /// looping on connects (or a flood of datagrams) does not become a
+    /// flood of lookups.
+    resolved: std::sync::Mutex<Resolved>,
 }
+
+/// Names and their answers, with when they were looked up.
+type Resolved = std::collections::HashMap<String, (Instant, Arc<[IpAddr]>)>;
+
+/// How long a name's answers are reused for socket checks.
+const RESOLVED_FOR: Duration = Duration::from_secs(10);
+
+/// The longest a lookup for a socket check may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why an address may not be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// No pattern covers the target.
     NotGranted,
+    /// A denial covers it.
+    Denied,
     /// No `network-inbound` grant names the port.
     NoInbound,
     /// No outbound grant at all, so no socket to connect from.
@@ -68,6 +85,7 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::NotGranted => f.write_str("no network-outbound grant covers it"),
+            Refusal::Denied => f.write_str("a network-outbound denial covers it"),
             Refusal::NoInbound => f.write_str("no network-inbound grant names this port"),
             Refusal::NoOutbound => f.write_str(
                 "a socket bound to connect or send, with no network-outbound grant at all",
@@ -86,9 +104,15 @@ fn built_in_denial(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(a) if a.is_link_local() => Some("link-local (cloud metadata)"),
         IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80 => Some("link-local"),
-        IpAddr::V6(a) if a == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => {
+        // AWS's IPv6 metadata endpoint, and GCP's.
+        IpAddr::V6(a)
+            if a == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || a == Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254) =>
+        {
             Some("cloud metadata")
         }
+        // Alibaba Cloud's metadata service, inside the shared range.
+        IpAddr::V4(a) if a == Ipv4Addr::new(100, 100, 100, 200) => Some("cloud metadata"),
         _ => None,
     }
 }
@@ -108,6 +132,10 @@ fn special(ip: IpAddr) -> Option<&'static str> {
                 Some("unspecified")
             } else if a.is_multicast() || a == Ipv4Addr::BROADCAST {
                 Some("multicast or broadcast")
+            } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
+                Some("benchmarking")
+            } else if o[0] >= 240 {
+                Some("reserved")
             } else {
                 None
             }
@@ -119,6 +147,12 @@ fn special(ip: IpAddr) -> Option<&'static str> {
                 Some("unspecified")
             } else if (a.segments()[0] & 0xfe00) == 0xfc00 {
                 Some("unique-local")
+            } else if (a.segments()[0] & 0xffc0) == 0xfec0 {
+                Some("site-local")
+            } else if a.segments()[..2] == [0x2001, 0] {
+                Some("Teredo")
+            } else if a.segments()[0] == 0x2002 || a.segments()[..3] == [0x64, 0xff9b, 1] {
+                Some("IPv4-embedding (6to4 or NAT64)")
             } else if a.is_multicast() {
                 Some("multicast")
             } else {
@@ -130,26 +164,75 @@ fn special(ip: IpAddr) -> Option<&'static str> {
 
 impl NetPolicy {
     /// The network part of an effective capability set.
-    pub(crate) fn new(effective: &[Capability], audit: Audit) -> Self {
-        let mut policy = Self {
-            audit,
-            outbound: Vec::new(),
-            inbound: Vec::new(),
+    /// The network part of an effective capability set and its denials.
+    /// Patterns were checked when the authority was decided.
+    pub(crate) fn new(effective: &[Capability], deny: &[Capability], audit: Audit) -> Self {
+        let patterns = |caps: &[Capability]| -> Vec<HostPattern> {
+            caps.iter()
+                .filter_map(|c| match c {
+                    Capability::NetworkOutbound(p) => p.parse().ok(),
+                    _ => None,
+                })
+                .collect()
         };
-        for c in effective {
-            match c {
-                // Parsed when the capability was; a pattern that does not
-                // parse here cannot exist.
-                Capability::NetworkOutbound(p) => {
-                    if let Ok(p) = p.parse() {
-                        policy.outbound.push(p);
-                    }
-                }
-                Capability::NetworkInbound(port) => policy.inbound.push(*port),
-                _ => {}
+        Self {
+            audit,
+            outbound: patterns(effective),
+            inbound: effective
+                .iter()
+                .filter_map(|c| match c {
+                    Capability::NetworkInbound(port) => Some(*port),
+                    _ => None,
+                })
+                .collect(),
+            deny: patterns(deny),
+            resolved: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The answers for `name`, from the cache or a lookup (bounded).
+    async fn resolve(&self, name: &str) -> Arc<[IpAddr]> {
+        let now = Instant::now();
+        if let Some((at, ips)) = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            && now.duration_since(*at) < RESOLVED_FOR
+        {
+            return ips.clone();
+        }
+        let lookup = tokio::net::lookup_host((name, 0));
+        let ips: Arc<[IpAddr]> = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+            Ok(Ok(answers)) => answers.map(|a| canonical(a.ip())).collect(),
+            _ => Arc::from([]),
+        };
+        let mut cache = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() > 1024 {
+            cache.clear();
+        }
+        cache.insert(name.to_string(), (now, ips.clone()));
+        ips
+    }
+
+    /// Whether a denial covers `ip`:`port` over `scheme` (by address, or by
+    /// a name that answers with it).
+    async fn denied_address(&self, scheme: Scheme, ip: IpAddr, port: u16) -> bool {
+        for d in &self.deny {
+            if d.covers(scheme, &Host::Ip(ip), port) {
+                return true;
+            }
+            if let airssys_wasm_capability::outbound::Hosts::Name(name) = &d.hosts
+                && d.covers(scheme, &Host::Name(name.clone()), port)
+                && self.resolve(name).await.contains(&ip)
+            {
+                return true;
             }
         }
-        policy
+        false
     }
 
     /// The range rule, for an address some pattern in `covering` covers.
@@ -177,6 +260,9 @@ impl NetPolicy {
     async fn outbound_allowed(&self, scheme: Scheme, addr: SocketAddr) -> Result<(), Refusal> {
         let ip = canonical(addr.ip());
         let host = Host::Ip(ip);
+        if self.denied_address(scheme, ip, addr.port()).await {
+            return Err(Refusal::Denied);
+        }
         let by_address: Vec<&HostPattern> = self
             .outbound
             .iter()
@@ -192,10 +278,7 @@ impl NetPolicy {
             if !p.covers(scheme, &Host::Name(name.clone()), addr.port()) {
                 continue;
             }
-            let Ok(answers) = tokio::net::lookup_host((name.as_str(), addr.port())).await else {
-                continue;
-            };
-            if answers.map(|a| canonical(a.ip())).any(|a| a == ip) {
+            if self.resolve(name).await.contains(&ip) {
                 return self.check_address(ip, std::iter::empty());
             }
         }
@@ -286,20 +369,19 @@ impl NetPolicy {
         uri: &http::Uri,
         deadline: Instant,
     ) -> Result<(SocketAddr, Host, bool), HttpError> {
-        // The capability names the host as asked; the target adds the
-        // address it resolved to, when that was the problem.
-        let deny = |target: &str, resolved: Option<IpAddr>, why: &dyn std::fmt::Display| {
-            let url = match resolved {
-                Some(ip) => format!("{uri} ({ip})"),
-                None => uri.to_string(),
+        let scheme_name = uri.scheme_str().unwrap_or("http");
+        // What audit events say: the host as asked and the path, never the
+        // userinfo or the query (where credentials and tokens travel).
+        let shown = |host: &str| format!("{scheme_name}://{host}{}", uri.path());
+        let deny = |host: &str, resolved: Option<IpAddr>, why: &dyn std::fmt::Display| {
+            let target = match resolved {
+                Some(ip) => format!("{} ({ip})", shown(host)),
+                None => shown(host),
             };
             self.audit.record(
                 Decision::Denied,
-                format!(
-                    "network-outbound:{}://{target}",
-                    uri.scheme_str().unwrap_or("http")
-                ),
-                url,
+                format!("network-outbound:{scheme_name}://{host}"),
+                target,
                 format!("HTTP request: {why}"),
             );
         };
@@ -310,14 +392,19 @@ impl NetPolicy {
         };
         let scheme = if tls { Scheme::Https } else { Scheme::Http };
         let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         if authority.as_str().contains('@') {
-            deny(authority.as_str(), None, &"userinfo in the authority");
+            let host = format!("{}:{port}", authority.host());
+            deny(&host, None, &"userinfo in the authority");
             return Err(HttpError::HttpRequestDenied);
         }
         let host =
             normalize_host(authority.host()).map_err(|_| HttpError::HttpRequestUriInvalid)?;
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let target = format!("{host}:{port}");
+        if self.deny.iter().any(|d| d.covers(scheme, &host, port)) {
+            deny(&target, None, &Refusal::Denied);
+            return Err(HttpError::HttpRequestDenied);
+        }
         let covering: Vec<&HostPattern> = self
             .outbound
             .iter()
@@ -333,9 +420,9 @@ impl NetPolicy {
                 let lookup = tokio::net::lookup_host((name.as_str(), port));
                 match tokio::time::timeout_at(deadline.into(), lookup).await {
                     Err(_) => return Err(HttpError::DnsTimeout),
-                    Ok(Err(e)) => {
+                    Ok(Err(_)) => {
                         return Err(HttpError::DnsError {
-                            rcode: Some(e.to_string()),
+                            rcode: None,
                             info_code: None,
                         });
                     }
@@ -345,12 +432,21 @@ impl NetPolicy {
         };
         let mut refused = None;
         for ip in addrs {
-            match self.check_address(ip, covering.iter().copied()) {
+            let verdict = if self.denied_address(scheme, canonical(ip), port).await {
+                Err(Refusal::Denied)
+            } else {
+                self.check_address(ip, covering.iter().copied())
+            };
+            match verdict {
                 Ok(()) => return Ok((SocketAddr::new(canonical(ip), port), host, tls)),
                 Err(why) => refused = Some((ip, why)),
             }
         }
         match refused {
+            Some((ip, Refusal::Denied)) => {
+                deny(&target, Some(ip), &Refusal::Denied);
+                Err(HttpError::HttpRequestDenied)
+            }
             Some((ip, why)) => {
                 deny(&target, Some(ip), &why);
                 Err(HttpError::DestinationIpProhibited)
@@ -456,7 +552,7 @@ async fn send(
         let tls_stream = tokio::time::timeout(connect, connector.connect(name, stream))
             .await
             .map_err(|_| HttpError::ConnectionTimeout)?
-            .map_err(|_| HttpError::TlsCertificateError)?;
+            .map_err(tls_error)?;
         Box::new(tls_stream)
     } else {
         Box::new(stream)
@@ -522,6 +618,22 @@ async fn send(
     Ok((response, io))
 }
 
+/// The `wasi:http` error for a failed TLS handshake.
+fn tls_error(e: std::io::Error) -> HttpError {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(_)) => HttpError::TlsCertificateError,
+        Some(rustls::Error::AlertReceived(_)) => HttpError::TlsAlertReceived {
+            alert_id: None,
+            alert_message: None,
+        },
+        Some(_) => HttpError::TlsProtocolError,
+        None => HttpError::Tls(e),
+    }
+}
+
 /// A response body that fails when no frame arrives within the
 /// between-bytes timeout.
 struct TimedBody {
@@ -569,7 +681,7 @@ mod tests {
             .iter()
             .map(|g| format!("network-outbound:{g}").parse().unwrap())
             .collect();
-        NetPolicy::new(&caps, quiet())
+        NetPolicy::new(&caps, &[], quiet())
     }
 
     fn quiet() -> Audit {
@@ -620,6 +732,58 @@ mod tests {
         }
     }
 
+    #[test]
+    fn more_built_in_and_special_ranges() {
+        let any = policy(&["*", "100.64.0.0/10", "[fd00::/8]"]);
+        let all = |a: &str| any.check_address(ip(a), any.outbound.iter());
+        assert!(matches!(all("100.100.100.200"), Err(Refusal::BuiltIn(_))));
+        assert!(matches!(all("fd20:ce::254"), Err(Refusal::BuiltIn(_))));
+        for a in [
+            "64:ff9b:1::a00:1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378::1",
+            "198.18.0.1",
+            "240.0.0.1",
+        ] {
+            assert!(
+                matches!(all(a), Err(Refusal::Special(_))),
+                "{a}: {:?}",
+                all(a)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn denials_win_per_target() {
+        let caps = |v: &[&str]| -> Vec<Capability> {
+            v.iter()
+                .map(|g| format!("network-outbound:{g}").parse().unwrap())
+                .collect()
+        };
+        let p = NetPolicy::new(&caps(&["127.0.0.0/8"]), &caps(&["127.0.0.2"]), quiet());
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(
+            p.socket(at("127.0.0.1:80"), SocketAddrUse::TcpConnect)
+                .await
+        );
+        assert!(
+            !p.socket(at("127.0.0.2:80"), SocketAddrUse::TcpConnect)
+                .await
+        );
+        // A denied name: its answers are denied.
+        let p = NetPolicy::new(&caps(&["127.0.0.0/8"]), &caps(&["localhost"]), quiet());
+        assert!(
+            !p.socket(at("127.0.0.1:80"), SocketAddrUse::TcpConnect)
+                .await
+        );
+        let uri: http::Uri = "http://127.0.0.1:80/".parse().unwrap();
+        let far = Instant::now() + Duration::from_secs(5);
+        assert!(matches!(
+            p.http_target(&uri, far).await,
+            Err(HttpError::HttpRequestDenied)
+        ));
+    }
+
     #[tokio::test]
     async fn sockets() {
         let p = policy(&["127.0.0.1:8080"]);
@@ -641,7 +805,7 @@ mod tests {
         assert!(!p.socket(at("0.0.0.0:0"), SocketAddrUse::TcpListen).await);
         let none = policy(&[]);
         assert!(!none.socket(at("0.0.0.0:0"), SocketAddrUse::TcpBind).await);
-        let inbound = NetPolicy::new(&[Capability::NetworkInbound(9000)], quiet());
+        let inbound = NetPolicy::new(&[Capability::NetworkInbound(9000)], &[], quiet());
         assert!(
             inbound
                 .socket(at("0.0.0.0:9000"), SocketAddrUse::TcpBind)

@@ -77,9 +77,19 @@ impl std::fmt::Display for Grant {
             write!(f, " (mounted at {m})")?;
         }
         if let Some(t) = self.expires {
-            write!(f, " (until {})", humantime::format_rfc3339_seconds(t))?;
+            write!(f, " (until {})", rfc3339(t))?;
         }
         Ok(())
+    }
+}
+
+/// `t` as an RFC 3339 date-time, whatever its value (humantime's
+/// formatter cannot show years before 1970 or after 9999).
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Err(_) => "a time before 1970".to_string(),
+        Ok(d) if d.as_secs() > 253_402_300_799 => format!("{} s after 1970", d.as_secs()),
+        Ok(_) => humantime::format_rfc3339_seconds(t).to_string(),
     }
 }
 
@@ -145,6 +155,8 @@ pub struct Authority {
     /// When the first grant in use ends: the authority must be decided
     /// again from then on.
     next_expiry: Option<SystemTime>,
+    /// The capability whose grant ends then.
+    expiring: Option<Capability>,
 }
 
 /// A granted directory: where it is on the host, where the guest sees it,
@@ -180,6 +192,8 @@ impl Eq for Preopen {}
 /// Open `path` as a directory handle for a preopen, as wasmtime-wasi's own
 /// `preopened_dir` does (`O_DIRECTORY | O_PATH`).
 fn open_dir(path: &Path, write: bool) -> std::io::Result<wasmtime_wasi::filesystem::Dir> {
+    // Follows symlinks in `path`, as canonicalising it would: what counts
+    // is the directory opened, checked by `opened_path` afterwards.
     use std::os::unix::fs::OpenOptionsExt;
     let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::PATH;
     let file = std::fs::OpenOptions::new()
@@ -208,16 +222,36 @@ fn system_call(name: &str) -> Capability {
 
 /// Whether grant `g` covers the request `want` (equal, or `env:*` for any
 /// `env:NAME`).
+/// Whether `g` (a grant, or a denial) covers all of `want`: equal; `env:*`
+/// for any `env:NAME`; a host pattern or messaging pattern that includes
+/// the other; a custom capability of the same name (the grant's parameters
+/// are the ones in force). Denials that cover only part of a grant are
+/// enforced where the target is known (net.rs, messaging, preopens).
 fn covers(g: &Capability, want: &Capability) -> bool {
+    use airssys_wasm_capability::messaging::Grant as Msg;
+    use airssys_wasm_capability::outbound::HostPattern;
     if g == want {
         return true;
     }
-    // A custom capability is granted by name; the grant's parameters are
-    // the ones in force.
-    if let (Capability::Custom(a, _), Capability::Custom(b, _)) = (g, want) {
-        return a == b;
+    match (g, want) {
+        (Capability::Custom(a, _), Capability::Custom(b, _)) => a == b,
+        (Capability::SystemCall(a), Capability::SystemCall(b)) => {
+            if a == "env:*" {
+                return b.starts_with("env:");
+            }
+            match (Msg::from_system_call(a), Msg::from_system_call(b)) {
+                (Some(a), Some(b)) => a.includes(&b),
+                _ => false,
+            }
+        }
+        (Capability::NetworkOutbound(a), Capability::NetworkOutbound(b)) => {
+            match (a.parse::<HostPattern>(), b.parse::<HostPattern>()) {
+                (Ok(a), Ok(b)) => a.includes(&b),
+                _ => false,
+            }
+        }
+        _ => false,
     }
-    matches!((g, want), (Capability::SystemCall(a), Capability::SystemCall(b)) if a == "env:*" && b.starts_with("env:"))
 }
 
 /// The CLI flag that grants `cap`, for hints.
@@ -250,6 +284,11 @@ impl Authority {
     /// When the first grant this authority rests on ends.
     pub fn next_expiry(&self) -> Option<SystemTime> {
         self.next_expiry
+    }
+
+    /// The capability whose grant ends first, if any does.
+    pub fn expiring(&self) -> Option<&Capability> {
+        self.expiring.as_ref()
     }
 }
 
@@ -302,10 +341,7 @@ impl Request {
                 .iter()
                 .find(|g| covers(&g.capability, want) && !g.live(now));
             let capability = match ended.and_then(|g| g.expires) {
-                Some(t) => format!(
-                    "{want} (its grant ended at {})",
-                    humantime::format_rfc3339_seconds(t)
-                ),
+                Some(t) => format!("{want} (its grant ended at {})", rfc3339(t)),
                 None => want.to_string(),
             };
             Error::NotGranted {
@@ -350,6 +386,11 @@ impl Request {
         let dirs = self.preopens(&used)?;
         let authority = Authority {
             next_expiry: used.iter().filter_map(|g| g.expires).min(),
+            expiring: used
+                .iter()
+                .filter(|g| g.expires.is_some())
+                .min_by_key(|g| g.expires)
+                .map(|g| g.capability.clone()),
             effective: used.into_iter().map(|g| g.capability).collect(),
             deny,
             dirs,
@@ -357,6 +398,19 @@ impl Request {
         // Host interfaces beyond WASI 0.2 are refused before running when
         // their grant is missing.
         self.check_custom(&authority)?;
+        // Patterns are checked when parsed; a capability built in code may
+        // skip that.
+        for c in &authority.effective {
+            if let Capability::NetworkOutbound(p) = c
+                && let Err(why) = p.parse::<airssys_wasm_capability::outbound::HostPattern>()
+            {
+                return Err(Error::NotGranted {
+                    component: component.to_string(),
+                    capability: format!("{c} ({why})"),
+                    hint: "a host pattern such as api.example.com:443".to_string(),
+                });
+            }
+        }
         for import in &self.imports {
             if let Some(p) = self.providers.iter().find(|p| p.serves(import)) {
                 if !authority.effective.iter().any(|c| {
@@ -444,6 +498,35 @@ impl Request {
     /// is fixed at preparation. None may reach a protected directory, and
     /// no two may share a mount point.
     fn preopens(&self, used: &[Grant]) -> Result<Vec<Preopen>> {
+        // Directories no grant may reach: the host's own (both ways), and
+        // those denied (a denied `file-read` also stops `file-write`, which
+        // reads too).
+        let mut fences: Vec<(PathBuf, bool, String)> = self
+            .host
+            .protected
+            .iter()
+            .map(|p| {
+                let why = format!(
+                    "{} holds the host's own state, which no grant can open",
+                    p.display()
+                );
+                (resolve_existing(p), true, why)
+            })
+            .collect();
+        for d in &self
+            .grants
+            .deny
+            .iter()
+            .chain(&self.host.deny)
+            .collect::<Vec<_>>()
+        {
+            let (p, stops_read) = match d {
+                Capability::FileRead(p) => (p, true),
+                Capability::FileWrite(p) => (p, false),
+                _ => continue,
+            };
+            fences.push((resolve_existing(p), stops_read, format!("{d} is denied")));
+        }
         let mut dirs: Vec<Preopen> = Vec::new();
         for g in used {
             let c = &g.capability;
@@ -464,23 +547,25 @@ impl Request {
                 _ => continue,
             };
             let dir_hint = "a directory that exists: files are granted by their directory";
-            let host = std::fs::canonicalize(path).map_err(|e| bad(e.to_string(), dir_hint))?;
-            if !host.is_dir() {
-                return Err(bad(
-                    "it is not a directory; grant its directory".into(),
-                    dir_hint,
-                ));
-            }
-            for p in &self.host.protected {
-                let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-                if p.starts_with(&host) || host.starts_with(&p) {
-                    return Err(bad(
-                        format!(
-                            "{} holds the host's own state, which no grant can open",
-                            p.display()
-                        ),
-                        "grant a directory outside it",
-                    ));
+            // Open first, then check what was opened: no path can be swapped
+            // between the check and the use.
+            let dir = open_dir(path, write).map_err(|e| {
+                if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) {
+                    bad(
+                        "it is not a directory; grant its directory".into(),
+                        dir_hint,
+                    )
+                } else {
+                    bad(e.to_string(), dir_hint)
+                }
+            })?;
+            let host = opened_path(&dir)
+                .or_else(|_| std::fs::canonicalize(path))
+                .map_err(|e| bad(e.to_string(), dir_hint))?;
+            for (fence, stops_read, why) in &fences {
+                let overlaps = fence.starts_with(&host) || host.starts_with(fence);
+                if overlaps && (write || *stops_read) {
+                    return Err(bad(why.clone(), "grant a directory outside it"));
                 }
             }
             let guest = match &g.mount {
@@ -500,7 +585,6 @@ impl Request {
                     "mount it elsewhere: --allow-read HOST::GUEST",
                 ));
             }
-            let dir = open_dir(&host, write).map_err(|e| bad(e.to_string(), dir_hint))?;
             dirs.push(Preopen {
                 host,
                 guest,
@@ -510,6 +594,37 @@ impl Request {
         }
         Ok(dirs)
     }
+}
+
+/// The path a directory handle refers to, as the kernel sees it now.
+fn opened_path(dir: &wasmtime_wasi::filesystem::Dir) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", dir.dir.as_raw_fd()))
+}
+
+/// `path` with symlinks resolved; for a path that does not exist (yet), its
+/// longest existing ancestor resolved and the rest appended.
+pub(crate) fn resolve_existing(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = absolute.as_path();
+    while let Some(parent) = cur.parent() {
+        if let Some(name) = cur.file_name() {
+            rest.push(name.to_os_string());
+        }
+        if let Ok(base) = std::fs::canonicalize(parent) {
+            let mut p = base;
+            for r in rest.iter().rev() {
+                p.push(r);
+            }
+            return p;
+        }
+        cur = parent;
+    }
+    absolute
 }
 
 /// A guest mount point: absolute, without `.` or `..` components.
@@ -554,6 +669,20 @@ impl Authority {
             .collect()
     }
 
+    /// The messaging denials in force: they win over any messaging grant,
+    /// target by target.
+    pub(crate) fn messaging_denied(&self) -> Vec<airssys_wasm_capability::messaging::Grant> {
+        self.deny
+            .iter()
+            .filter_map(|c| match c {
+                Capability::SystemCall(n) => {
+                    airssys_wasm_capability::messaging::Grant::from_system_call(n)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Everything the component holds.
     pub fn effective(&self) -> &[Capability] {
         &self.effective
@@ -588,7 +717,10 @@ impl Authority {
             })
             .collect();
         StoreProfile {
-            env: self.environment(std::env::vars()),
+            env: self.environment(
+                std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+            ),
             dirs: self.dirs.clone(),
             clock: self.has_system_call("clock"),
             random: self.has_system_call("random"),
@@ -598,8 +730,13 @@ impl Authority {
             args: self.has_system_call("args"),
             dns: self.has_system_call("dns"),
             messaging: self.messaging(),
+            messaging_denied: self.messaging_denied(),
             custom,
-            net: std::sync::Arc::new(crate::net::NetPolicy::new(&self.effective, audit.clone())),
+            net: std::sync::Arc::new(crate::net::NetPolicy::new(
+                &self.effective,
+                &self.deny,
+                audit.clone(),
+            )),
         }
     }
 }
@@ -621,6 +758,8 @@ pub(crate) struct StoreProfile {
     pub dns: bool,
     /// Whom it may message.
     pub messaging: Vec<airssys_wasm_capability::messaging::Grant>,
+    /// Whom it may not, whatever the grants say.
+    pub messaging_denied: Vec<airssys_wasm_capability::messaging::Grant>,
     /// Custom capabilities in force, with their providers.
     pub custom: Vec<(crate::Provider, serde_json::Value)>,
     /// What sockets and outgoing HTTP may reach.
@@ -863,5 +1002,106 @@ mod tests {
                 .unwrap()
                 .has_system_call("stdin")
         );
+    }
+
+    #[test]
+    fn denials_and_requirements_are_matched_by_meaning() {
+        // A denial covering a grant removes it whole.
+        let a = decide(
+            "c",
+            None,
+            &[],
+            &grants(
+                &[
+                    "network-outbound:api.corp.example.com:443",
+                    "messaging:send:billing-eu",
+                ],
+                &["network-outbound:*.corp.example.com", "messaging:send:*"],
+            ),
+        )
+        .unwrap();
+        assert!(
+            !a.effective()
+                .iter()
+                .any(|c| matches!(c, Capability::NetworkOutbound(_)))
+        );
+        assert!(a.messaging().is_empty());
+        // A wider grant satisfies a narrower requirement.
+        let a = decide(
+            "c",
+            Some(&caps(&[
+                "messaging:send:billing-eu",
+                "network-outbound:api.example.com:443",
+            ])),
+            &[],
+            &grants(
+                &[
+                    "messaging:send:billing-*",
+                    "network-outbound:*.example.com:443",
+                ],
+                &[],
+            ),
+        )
+        .unwrap();
+        assert_eq!(a.messaging().len(), 1);
+        // ...but not the other way round.
+        assert!(
+            decide(
+                "c",
+                Some(&caps(&["network-outbound:*.example.com"])),
+                &[],
+                &grants(&["network-outbound:api.example.com"], &[]),
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn denied_directories_fence_file_grants() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path().canonicalize().unwrap();
+        std::fs::create_dir_all(r.join("data/secret")).unwrap();
+        let cap = |kind: &str, rel: &str| -> Capability {
+            format!("{kind}:{}", r.join(rel).display()).parse().unwrap()
+        };
+        let try_ = |allow: Capability, deny: Capability| {
+            decide("c", None, &[], &Grants::default().allow(allow).deny(deny))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        // A grant holding a denied directory is refused.
+        let err = try_(cap("file-read", "data"), cap("file-read", "data/secret")).unwrap_err();
+        assert!(err.contains("is denied"), "{err}");
+        // A denied read also stops a write grant (writing reads too)...
+        assert!(try_(cap("file-write", "data"), cap("file-read", "data/secret")).is_err());
+        // ...a denied write stops only writes.
+        assert!(try_(cap("file-read", "data"), cap("file-write", "data")).is_ok());
+        assert!(try_(cap("file-write", "data/secret"), cap("file-write", "data")).is_err());
+        // Through `..` and a symlink alike.
+        std::os::unix::fs::symlink(r.join("data"), r.join("link")).unwrap();
+        assert!(
+            try_(
+                cap("file-read", "link"),
+                cap("file-read", "data/../data/secret")
+            )
+            .is_err()
+        );
+        // A sibling is fine.
+        std::fs::create_dir_all(r.join("data/public")).unwrap();
+        assert!(
+            try_(
+                cap("file-read", "data/public"),
+                cap("file-read", "data/secret")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn expiry_times_out_of_range_are_shown_not_panicked_on() {
+        let far = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(300_000_000_000);
+        assert!(rfc3339(far).contains("s after 1970"));
+        let g = Grant::new(system_call("stdin")).expires(far);
+        assert!(g.to_string().contains("until"));
     }
 }

@@ -220,21 +220,12 @@ impl ComponentPre {
         let request = runtime.request(&name, &info, &options);
         let audit = crate::audit::Audit::new(
             runtime.inner.auditor.clone(),
-            info.metadata.as_ref().map_or(&info.name, |m| &m.name),
+            &info.name,
             info.metadata.as_ref().map(|m| m.version.as_str()),
         );
         let authority = request
             .decide(std::time::SystemTime::now())
-            .inspect_err(|e| {
-                if let Error::NotGranted { capability, .. } = e {
-                    audit.record(
-                        crate::Decision::Refused,
-                        capability.clone(),
-                        "-",
-                        "required but not granted",
-                    );
-                }
-            })?;
+            .inspect_err(|e| audit.refused(e))?;
         let permits = Arc::new(Semaphore::new(limits.max_concurrent as usize));
         let shared = Arc::new(Shared::new(
             name,
@@ -795,13 +786,21 @@ impl ComponentPre {
                 (None, None)
             }
         };
-        let deadline = limits.timeout_at();
+        // A grant that ends during the call ends the call: the deadline is
+        // the earlier of the timeout and that end.
+        let grant_ends = decided.authority.next_expiry().map(|t| {
+            Instant::now()
+                + t.duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+        });
+        let deadline = earlier(limits.timeout_at(), grant_ends);
         let hooks = crate::net::OutgoingHttp {
             net: profile.net.clone(),
             tls: self.inner.runtime.inner.tls.clone(),
             deadline,
         };
         let mut ctx = HostCtx::new(wasi.build(), shared.clone(), decided.clone(), hooks);
+        ctx.grant_ends = grant_ends;
         for (provider, params) in &profile.custom {
             match provider.0.store_state(params) {
                 Ok(state) => {
@@ -861,10 +860,11 @@ impl ComponentPre {
         let limits = &self.inner.shared.limits;
         let start = Instant::now();
         let (mut store, stdout, stderr) = self.new_store(stdio)?;
+        let grant_ends = store.data().grant_ends;
         let result = {
             let run = f(&mut store);
-            match limits.timeout_at() {
-                Some(_) => tokio::time::timeout(limits.timeout, run)
+            match earlier(limits.timeout_at(), grant_ends) {
+                Some(at) => tokio::time::timeout_at(at.into(), run)
                     .await
                     .map_err(|_| ()),
                 None => Ok(run.await),
@@ -873,16 +873,17 @@ impl ComponentPre {
         let audit = &self.inner.shared.audit;
         let value = match result {
             Err(()) => {
-                return Err(stopped(
-                    audit,
-                    Error::Timeout {
-                        component: self.name().to_string(),
-                        timeout: limits.timeout,
-                    },
-                ));
+                let e = self.grant_ended(&store).unwrap_or_else(|| Error::Timeout {
+                    component: self.name().to_string(),
+                    timeout: limits.timeout,
+                });
+                return Err(stopped(audit, e));
             }
             Ok(Err(e)) => {
-                let e = classify(self.name(), e, observed(&store, &stderr), limits);
+                let e = match classify(self.name(), e, observed(&store, &stderr), limits) {
+                    Error::Timeout { .. } if let Some(ended) = self.grant_ended(&store) => ended,
+                    e => e,
+                };
                 return Err(stopped(audit, e));
             }
             Ok(Ok(v)) => v,
@@ -924,6 +925,30 @@ impl<T> CallOutput<T> {
     }
 }
 
+/// The earlier of two optional instants.
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl ComponentPre {
+    /// The error of a call stopped because a grant it held ended.
+    fn grant_ended(&self, store: &Store<HostCtx>) -> Option<Error> {
+        let ends = store.data().grant_ends?;
+        if Instant::now() < ends {
+            return None;
+        }
+        let cap = store.data().decided.authority.expiring()?;
+        Some(Error::NotGranted {
+            component: self.name().to_string(),
+            capability: format!("{cap} (its grant ended during the call)"),
+            hint: crate::grant_hint(cap),
+        })
+    }
+}
+
 /// Record a call that a limit stopped, deliver pending audit summaries, and
 /// hand the error on.
 fn stopped(audit: &crate::audit::Audit, e: Error) -> Error {
@@ -936,6 +961,14 @@ fn stopped(audit: &crate::audit::Audit, e: Error) -> Error {
             Some("limit:table".to_string())
         }
         Error::ResourceLimit { .. } => Some("limit:resources".to_string()),
+        // A grant that ended during the call.
+        Error::NotGranted { capability, .. } => Some(
+            capability
+                .split(" (")
+                .next()
+                .unwrap_or(capability)
+                .to_string(),
+        ),
         _ => None,
     };
     if let Some(limit) = limit {

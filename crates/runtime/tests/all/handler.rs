@@ -1,5 +1,7 @@
 //! The contract: execute, lifecycle, config, state, logging, messaging.
 
+use std::time::Duration;
+
 use airssys_wasm_runtime::{Capability, Error, HealthStatus, Message, PrepareOptions};
 use airssys_wasm_test_guests::{COUNTER, ECHO, MISBEHAVE};
 
@@ -220,4 +222,35 @@ async fn denying_clock_and_random_makes_a_component_deterministic() {
     let b = free.execute(text("entropy")).await.unwrap().value.payload;
     assert_ne!(a, b, "a real generator differs between calls");
     assert!(!String::from_utf8_lossy(&a).starts_with("clock=0 "));
+}
+
+#[tokio::test]
+async fn a_grant_that_ends_during_a_call_ends_the_call() {
+    let ends = std::time::SystemTime::now() + Duration::from_millis(1500);
+    let grants = airssys_wasm_runtime::Grants::default()
+        .allow(
+            airssys_wasm_runtime::Grant::new(Capability::SystemCall("state".into())).expires(ends),
+        )
+        .allow(Capability::SystemCall("config".into()))
+        .allow("messaging:send:other".parse::<Capability>().unwrap())
+        .allow("messaging:publish:news".parse::<Capability>().unwrap());
+    let limits = test_limits().timeout(Duration::from_secs(30));
+    let guest = load(
+        MISBEHAVE,
+        PrepareOptions::default().grants(grants).limits(limits),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let err = guest.execute(text("loop")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NotGranted { capability, .. } if capability.contains("system-call:state (its grant ended during the call)")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped at the grant's end, not the timeout"
+    );
+    // From then on the component is refused before it runs.
+    let err = guest.execute(text("echo")).await.unwrap_err();
+    assert!(err.to_string().contains("its grant ended at"), "{err}");
 }
