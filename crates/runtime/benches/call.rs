@@ -393,8 +393,8 @@ fn bench(c: &mut Criterion) {
 
     // The policy gate: the same component with no grants, and with 20 it
     // requires and is granted (10 directories, 10 outbound hosts). Grants
-    // are decided once, at preparation; what remains per call is building
-    // the WASI context from them (opening the 10 directories).
+    // are decided once, at preparation (the directories opened then too);
+    // what remains per call is building the WASI context from the result.
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..10).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut caps: Vec<Capability> = dirs

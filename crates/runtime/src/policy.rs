@@ -571,7 +571,17 @@ impl Request {
             let guest = match &g.mount {
                 Some(m) => {
                     check_mount(m).map_err(|why| bad(why, "write an absolute path like /data"))?;
-                    m.trim_end_matches('/').to_string()
+                    // One spelling per mount point: `//data/` is `/data`.
+                    let parts: Vec<String> = Path::new(m)
+                        .components()
+                        .filter_map(|c| match c {
+                            std::path::Component::Normal(p) => {
+                                Some(p.to_string_lossy().into_owned())
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    format!("/{}", parts.join("/"))
                 }
                 None => path.display().to_string(),
             };
@@ -975,6 +985,11 @@ mod tests {
             .decide(SystemTime::now())
             .unwrap();
         assert_eq!(a.dirs[0].guest, "/data");
+        let g = Grants::default().allow(Grant::new(read.clone()).mount("//data//in/"));
+        let a = request("c", None, &[], &g)
+            .decide(SystemTime::now())
+            .unwrap();
+        assert_eq!(a.dirs[0].guest, "/data/in");
         for (mount, why) in [("data", "not an absolute path"), ("/a/../b", "`..`")] {
             let g = Grants::default().allow(Grant::new(read.clone()).mount(mount));
             let err = decide("c", None, &[], &g).unwrap_err().to_string();
