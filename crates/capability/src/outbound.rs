@@ -183,6 +183,20 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A range of IPv4 addresses written in an IPv6 form (`[::ffff:10.0.0.0/104]`,
+/// `[64:ff9b::/96]`) is the IPv4 range, as addresses are compared in their
+/// IPv4 form.
+fn canonical_net(net: ipnet::IpNet) -> ipnet::IpNet {
+    if let ipnet::IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let IpAddr::V4(v4) = canonical(IpAddr::V6(v6.addr()))
+        && let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return ipnet::IpNet::V4(n);
+    }
+    net
+}
+
 impl FromStr for HostPattern {
     type Err = String;
 
@@ -273,7 +287,7 @@ impl FromStr for HostPattern {
             let net: ipnet::IpNet = net
                 .parse()
                 .map_err(|_| bad(&format!("`{host}` is not an address range")))?;
-            Hosts::Net(net.trunc())
+            Hosts::Net(canonical_net(net.trunc()))
         } else {
             match normalize_host(&host).map_err(|e| bad(&e))? {
                 Host::Name(n) => Hosts::Name(n),
@@ -336,6 +350,8 @@ mod tests {
             ("[fd00::/8]:1-1024", "*://[fd00::/8]:1-1024"),
             ("2130706433:80", "*://127.0.0.1:80"),
             ("[::ffff:127.0.0.1]", "*://127.0.0.1:*"),
+            ("[::ffff:10.0.0.0/104]", "*://10.0.0.0/8:*"),
+            ("[64:ff9b::/96]", "*://0.0.0.0/0:*"),
             ("bücher.example", "*://xn--bcher-kva.example:*"),
         ] {
             assert_eq!(p(text).to_string(), shown, "{text}");

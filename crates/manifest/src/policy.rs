@@ -48,8 +48,13 @@ impl PolicyFile {
             .map_err(|e| Error(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut policy = HostPolicy::default();
+        // Relative paths are the policy file's, as `protect` entries are.
         for c in p.deny {
-            policy = policy.deny(c);
+            policy = policy.deny(match c {
+                Capability::FileRead(p) if p.is_relative() => Capability::FileRead(base.join(p)),
+                Capability::FileWrite(p) if p.is_relative() => Capability::FileWrite(base.join(p)),
+                other => other,
+            });
         }
         for dir in p.protect {
             policy = policy.protect(base.join(dir));

@@ -223,11 +223,17 @@ fn the_policy_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.toml");
     let p = PolicyFile::parse(
-        "deny = [\"system-call:env:*\"]\nprotect = [\"secrets\"]\n",
+        "deny = [\"system-call:env:*\", \"file-read:keys\"]\nprotect = [\"secrets\"]\n",
         &path,
     )
     .unwrap();
-    assert_eq!(p.deny, [Capability::SystemCall("env:*".into())]);
+    assert_eq!(
+        p.deny,
+        [
+            Capability::SystemCall("env:*".into()),
+            Capability::FileRead(dir.path().join("keys"))
+        ]
+    );
     assert_eq!(p.protected, [dir.path().join("secrets")]);
     for (text, wanted) in [
         ("deny = [\"nope\"]\n", "line 1"),

@@ -151,6 +151,11 @@ impl Auditor {
         let mut out = Vec::new();
         {
             let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+            // Windows of components long gone (or quiet) go, so the map
+            // stays as large as what is active.
+            if windows.len() >= 4096 {
+                windows.retain(|_, w| w.suppressed > 0 || now.duration_since(w.start) < WINDOW);
+            }
             let w = windows.entry(key).or_insert_with(|| Window {
                 start: now,
                 delivered: 0,

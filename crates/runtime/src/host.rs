@@ -159,6 +159,8 @@ pub struct HostCtx {
     pub(crate) instantiated: Option<Instant>,
     /// When a grant this call holds ends (the call is stopped then).
     pub(crate) grant_ends: Option<Instant>,
+    /// When the call's timeout ends it.
+    pub(crate) times_out: Option<Instant>,
     /// Each custom capability's state for this store, by provider name.
     pub(crate) custom: HashMap<String, Box<dyn std::any::Any + Send>>,
     hooks: crate::net::OutgoingHttp,
@@ -209,6 +211,7 @@ impl HostCtx {
             decided,
             custom: HashMap::new(),
             grant_ends: None,
+            times_out: None,
             logs: Vec::new(),
             logs_dropped: 0,
             instantiated: None,

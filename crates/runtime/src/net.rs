@@ -190,8 +190,10 @@ impl NetPolicy {
         }
     }
 
-    /// The answers for `name`, from the cache or a lookup (bounded).
-    async fn resolve(&self, name: &str) -> Arc<[IpAddr]> {
+    /// The answers for `name`, from the cache or a lookup (bounded); `None`
+    /// when the lookup failed or timed out (not cached: the next check
+    /// asks again).
+    async fn resolve(&self, name: &str) -> Option<Arc<[IpAddr]>> {
         let now = Instant::now();
         if let Some((at, ips)) = self
             .resolved
@@ -200,12 +202,12 @@ impl NetPolicy {
             .get(name)
             && now.duration_since(*at) < RESOLVED_FOR
         {
-            return ips.clone();
+            return Some(ips.clone());
         }
         let lookup = tokio::net::lookup_host((name, 0));
         let ips: Arc<[IpAddr]> = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
             Ok(Ok(answers)) => answers.map(|a| canonical(a.ip())).collect(),
-            _ => Arc::from([]),
+            _ => return None,
         };
         let mut cache = self
             .resolved
@@ -215,21 +217,32 @@ impl NetPolicy {
             cache.clear();
         }
         cache.insert(name.to_string(), (now, ips.clone()));
-        ips
+        Some(ips)
     }
 
     /// Whether a denial covers `ip`:`port` over `scheme` (by address, or by
-    /// a name that answers with it).
+    /// a name that answers with it). A denial of HTTP or HTTPS to a host
+    /// also covers raw TCP to it (a guest could speak TLS itself). A denied
+    /// name that cannot be looked up now denies: the host cannot tell the
+    /// address is not that name's.
     async fn denied_address(&self, scheme: Scheme, ip: IpAddr, port: u16) -> bool {
         for d in &self.deny {
-            if d.covers(scheme, &Host::Ip(ip), port) {
+            let applies = |s: Scheme, host: &Host| {
+                d.covers(s, host, port)
+                    || (s == Scheme::Tcp
+                        && matches!(d.scheme, Scheme::Http | Scheme::Https)
+                        && d.covers(d.scheme, host, port))
+            };
+            if applies(scheme, &Host::Ip(ip)) {
                 return true;
             }
             if let airssys_wasm_capability::outbound::Hosts::Name(name) = &d.hosts
-                && d.covers(scheme, &Host::Name(name.clone()), port)
-                && self.resolve(name).await.contains(&ip)
+                && applies(scheme, &Host::Name(name.clone()))
             {
-                return true;
+                match self.resolve(name).await {
+                    Some(ips) if !ips.contains(&ip) => {}
+                    _ => return true,
+                }
             }
         }
         false
@@ -278,7 +291,11 @@ impl NetPolicy {
             if !p.covers(scheme, &Host::Name(name.clone()), addr.port()) {
                 continue;
             }
-            if self.resolve(name).await.contains(&ip) {
+            if self
+                .resolve(name)
+                .await
+                .is_some_and(|ips| ips.contains(&ip))
+            {
                 return self.check_address(ip, std::iter::empty());
             }
         }
@@ -776,6 +793,31 @@ mod tests {
             !p.socket(at("127.0.0.1:80"), SocketAddrUse::TcpConnect)
                 .await
         );
+        // A denied name that cannot be looked up denies (fail closed).
+        let p = NetPolicy::new(
+            &caps(&["127.0.0.0/8"]),
+            &caps(&["nowhere.invalid"]),
+            quiet(),
+        );
+        assert!(
+            !p.socket(at("127.0.0.1:80"), SocketAddrUse::TcpConnect)
+                .await
+        );
+        // Denying HTTPS to a host also denies raw TCP to its port.
+        let p = NetPolicy::new(
+            &caps(&["127.0.0.0/8"]),
+            &caps(&["https://127.0.0.1"]),
+            quiet(),
+        );
+        assert!(
+            !p.socket(at("127.0.0.1:443"), SocketAddrUse::TcpConnect)
+                .await
+        );
+        assert!(
+            p.socket(at("127.0.0.1:80"), SocketAddrUse::TcpConnect)
+                .await
+        );
+        let p = NetPolicy::new(&caps(&["127.0.0.0/8"]), &caps(&["localhost"]), quiet());
         let uri: http::Uri = "http://127.0.0.1:80/".parse().unwrap();
         let far = Instant::now() + Duration::from_secs(5);
         assert!(matches!(

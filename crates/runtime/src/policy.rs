@@ -222,6 +222,22 @@ fn system_call(name: &str) -> Capability {
 
 /// Whether grant `g` covers the request `want` (equal, or `env:*` for any
 /// `env:NAME`).
+/// Whether grant `g` satisfies requirement `want`: it covers it, and a
+/// requirement naming addresses (`127.0.0.1`, `10.0.0.0/8`) is met only by
+/// a grant naming addresses that hold them. Naming an address is what opens
+/// loopback and private ranges: a component must not gain that from `*`.
+fn satisfies(g: &Capability, want: &Capability) -> bool {
+    use airssys_wasm_capability::outbound::{HostPattern, Hosts};
+    if let (Capability::NetworkOutbound(a), Capability::NetworkOutbound(b)) = (g, want)
+        && let (Ok(a), Ok(b)) = (a.parse::<HostPattern>(), b.parse::<HostPattern>())
+        && matches!(b.hosts, Hosts::Net(_))
+        && !matches!(a.hosts, Hosts::Net(_))
+    {
+        return false;
+    }
+    covers(g, want)
+}
+
 /// Whether `g` (a grant, or a denial) covers all of `want`: equal; `env:*`
 /// for any `env:NAME`; a host pattern or messaging pattern that includes
 /// the other; a custom capability of the same name (the grant's parameters
@@ -333,7 +349,14 @@ impl Request {
             .cloned()
             .collect();
         let denied = |c: &Capability| deny.iter().any(|d| covers(d, c));
-        let grant_for = |c: &Capability| live.iter().copied().find(|g| covers(&g.capability, c));
+        // The covering grant that lasts longest: a requirement does not end
+        // with a temporary grant while a lasting one also covers it.
+        let grant_for = |c: &Capability| {
+            live.iter()
+                .copied()
+                .filter(|g| satisfies(&g.capability, c))
+                .max_by_key(|g| g.expires.map_or((1, SystemTime::UNIX_EPOCH), |t| (0, t)))
+        };
         let not_granted = |want: &Capability| {
             let ended = self
                 .grants
@@ -400,7 +423,7 @@ impl Request {
         self.check_custom(&authority)?;
         // Patterns are checked when parsed; a capability built in code may
         // skip that.
-        for c in &authority.effective {
+        for c in authority.effective.iter().chain(&authority.deny) {
             if let Capability::NetworkOutbound(p) = c
                 && let Err(why) = p.parse::<airssys_wasm_capability::outbound::HostPattern>()
             {
@@ -559,11 +582,30 @@ impl Request {
                     bad(e.to_string(), dir_hint)
                 }
             })?;
-            let host = opened_path(&dir)
-                .or_else(|_| std::fs::canonicalize(path))
-                .map_err(|e| bad(e.to_string(), dir_hint))?;
+            // Without /proc the directory opened cannot be told: refuse
+            // rather than check a path that may have changed since.
+            let host = opened_path(&dir).map_err(|e| {
+                bad(
+                    format!("cannot tell which directory was opened ({e})"),
+                    "a host with /proc mounted",
+                )
+            })?;
+            // By path, and by identity (device and inode) along both
+            // chains of parents, so another mount of the same directory
+            // does not get past a fence.
+            let chain = identities(&host);
             for (fence, stops_read, why) in &fences {
-                let overlaps = fence.starts_with(&host) || host.starts_with(fence);
+                // A fence that does not exist yet has no identity of its own
+                // (its parents' would fence its siblings too).
+                let fence_chain = if fence.exists() {
+                    identities(fence)
+                } else {
+                    Vec::new()
+                };
+                let overlaps = fence.starts_with(&host)
+                    || host.starts_with(fence)
+                    || chain.first().is_some_and(|id| fence_chain.contains(id))
+                    || fence_chain.first().is_some_and(|id| chain.contains(id));
                 if overlaps && (write || *stops_read) {
                     return Err(bad(why.clone(), "grant a directory outside it"));
                 }
@@ -571,18 +613,9 @@ impl Request {
             let guest = match &g.mount {
                 Some(m) => {
                     check_mount(m).map_err(|why| bad(why, "write an absolute path like /data"))?;
-                    // One spelling per mount point: `//data/` is `/data`.
-                    let parts: Vec<String> = Path::new(m)
-                        .components()
-                        .filter_map(|c| match c {
-                            std::path::Component::Normal(p) => {
-                                Some(p.to_string_lossy().into_owned())
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    format!("/{}", parts.join("/"))
+                    guest_path(Path::new(m))
                 }
+                None if path.is_absolute() => guest_path(path),
                 None => path.display().to_string(),
             };
             let guest = if guest.is_empty() { "/".into() } else { guest };
@@ -606,10 +639,49 @@ impl Request {
     }
 }
 
+/// One spelling per mount point: `//data/` is `/data`.
+fn guest_path(p: &Path) -> String {
+    let parts: Vec<String> = p
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
 /// The path a directory handle refers to, as the kernel sees it now.
 fn opened_path(dir: &wasmtime_wasi::filesystem::Dir) -> std::io::Result<PathBuf> {
     use std::os::fd::AsRawFd;
     std::fs::read_link(format!("/proc/self/fd/{}", dir.dir.as_raw_fd()))
+}
+
+/// The (device, inode) of `path` and of each of its parents, nearest first;
+/// parents that cannot be read are left out.
+fn identities(path: &Path) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect()
+}
+
+/// `path` made absolute with `.` and `..` removed by their meaning in the
+/// text (for a tail that does not exist, where the file system cannot say).
+fn lexical(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `path` with symlinks resolved; for a path that does not exist (yet), its
@@ -618,7 +690,7 @@ pub(crate) fn resolve_existing(path: &Path) -> PathBuf {
     if let Ok(p) = std::fs::canonicalize(path) {
         return p;
     }
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let absolute = lexical(path);
     let mut rest = Vec::new();
     let mut cur = absolute.as_path();
     while let Some(parent) = cur.parent() {
@@ -1118,5 +1190,56 @@ mod tests {
         assert!(rfc3339(far).contains("s after 1970"));
         let g = Grant::new(system_call("stdin")).expires(far);
         assert!(g.to_string().contains("until"));
+    }
+
+    #[test]
+    fn a_grant_of_every_host_does_not_meet_an_address_requirement() {
+        for want in [
+            "network-outbound:127.0.0.1:8080",
+            "network-outbound:0.0.0.0/0",
+        ] {
+            let err = decide(
+                "c",
+                Some(&caps(&[want])),
+                &[],
+                &grants(&["network-outbound:*"], &[]),
+            );
+            assert!(err.is_err(), "{want} met by `*`");
+        }
+        assert!(
+            decide(
+                "c",
+                Some(&caps(&["network-outbound:127.0.0.1:8080"])),
+                &[],
+                &grants(&["network-outbound:127.0.0.0/8"], &[]),
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_requirement_rests_on_the_grant_that_lasts_longest() {
+        let now = SystemTime::now();
+        let soon = now + std::time::Duration::from_secs(60);
+        let g = Grants::default()
+            .allow(
+                Grant::new("network-outbound:api.example.com:443".parse().unwrap()).expires(soon),
+            )
+            .allow(Capability::NetworkOutbound("*.example.com".into()));
+        let a = request(
+            "c",
+            Some(&caps(&["network-outbound:api.example.com:443"])),
+            &[],
+            &g,
+        )
+        .decide(now)
+        .unwrap();
+        assert_eq!(a.next_expiry(), None);
+    }
+
+    #[test]
+    fn a_path_that_does_not_exist_resolves_by_its_text() {
+        let p = resolve_existing(Path::new("/nonexistent-airssys/cache/../secret"));
+        assert_eq!(p, Path::new("/nonexistent-airssys/secret"));
     }
 }

@@ -642,14 +642,15 @@ impl ComponentPre {
         // permit until it ends.
         let task = tokio::spawn(async move {
             let _permit = permit;
+            let deadline = earlier(store.data().times_out, store.data().grant_ends);
             let run = async {
                 let p = proxy.instantiate_async(&mut store).await?;
                 p.wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
                     .await
             };
-            let r = match limits.timeout_at() {
-                Some(_) => tokio::time::timeout(limits.timeout, run).await,
+            let r = match deadline {
+                Some(at) => tokio::time::timeout_at(at.into(), run).await,
                 None => Ok(run.await),
             };
             let e = match r {
@@ -657,11 +658,16 @@ impl ComponentPre {
                     audit.flush();
                     return Ok(());
                 }
-                Ok(Err(e)) => classify(&component, e, observed(&store, &stderr), &limits),
-                Err(_) => Error::Timeout {
+                Ok(Err(e)) => match classify(&component, e, observed(&store, &stderr), &limits) {
+                    Error::Timeout { .. } if let Some(ended) = grant_ended(&component, &store) => {
+                        ended
+                    }
+                    e => e,
+                },
+                Err(_) => grant_ended(&component, &store).unwrap_or(Error::Timeout {
                     component,
                     timeout: limits.timeout,
-                },
+                }),
             };
             Err(stopped(&audit, e))
         });
@@ -793,7 +799,8 @@ impl ComponentPre {
                 + t.duration_since(std::time::SystemTime::now())
                     .unwrap_or_default()
         });
-        let deadline = earlier(limits.timeout_at(), grant_ends);
+        let times_out = limits.timeout_at();
+        let deadline = earlier(times_out, grant_ends);
         let hooks = crate::net::OutgoingHttp {
             net: profile.net.clone(),
             tls: self.inner.runtime.inner.tls.clone(),
@@ -801,6 +808,7 @@ impl ComponentPre {
         };
         let mut ctx = HostCtx::new(wasi.build(), shared.clone(), decided.clone(), hooks);
         ctx.grant_ends = grant_ends;
+        ctx.times_out = times_out;
         for (provider, params) in &profile.custom {
             match provider.0.store_state(params) {
                 Ok(state) => {
@@ -860,10 +868,10 @@ impl ComponentPre {
         let limits = &self.inner.shared.limits;
         let start = Instant::now();
         let (mut store, stdout, stderr) = self.new_store(stdio)?;
-        let grant_ends = store.data().grant_ends;
+        let deadline = earlier(store.data().times_out, store.data().grant_ends);
         let result = {
             let run = f(&mut store);
-            match earlier(limits.timeout_at(), grant_ends) {
+            match deadline {
                 Some(at) => tokio::time::timeout_at(at.into(), run)
                     .await
                     .map_err(|_| ()),
@@ -934,19 +942,25 @@ fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl ComponentPre {
-    /// The error of a call stopped because a grant it held ended.
+    /// The error of a call stopped because a grant it held ended: the
+    /// grant's end came, and came before the call's own deadline.
     fn grant_ended(&self, store: &Store<HostCtx>) -> Option<Error> {
-        let ends = store.data().grant_ends?;
-        if Instant::now() < ends {
-            return None;
-        }
-        let cap = store.data().decided.authority.expiring()?;
-        Some(Error::NotGranted {
-            component: self.name().to_string(),
-            capability: format!("{cap} (its grant ended during the call)"),
-            hint: crate::grant_hint(cap),
-        })
+        grant_ended(self.name(), store)
     }
+}
+
+fn grant_ended(name: &str, store: &Store<HostCtx>) -> Option<Error> {
+    let ctx = store.data();
+    let ends = ctx.grant_ends?;
+    if Instant::now() < ends || ctx.times_out.is_some_and(|t| t < ends) {
+        return None;
+    }
+    let cap = ctx.decided.authority.expiring()?;
+    Some(Error::NotGranted {
+        component: name.to_string(),
+        capability: format!("{cap} (its grant ended during the call)"),
+        hint: crate::grant_hint(cap),
+    })
 }
 
 /// Record a call that a limit stopped, deliver pending audit summaries, and
