@@ -32,6 +32,7 @@ Exit status:
 Environment:
   AIRSSYS_CACHE_DIR  where compiled code is kept (default: $XDG_CACHE_HOME/airssys-wasm,
                      else ~/.cache/airssys-wasm)
+  AIRSSYS_STATE_DIR  the state directory (--state-dir)
   AIRSSYS_POLICY     the host-wide policy file (--policy)
   AIRSSYS_MANIFEST   the manifest (--manifest)
   RUST_LOG           host log filter, e.g. `debug` or `airssys_wasm_runtime=trace`";
@@ -48,6 +49,12 @@ pub(crate) struct Cli {
     /// and AIRSSYS_CACHE_DIR).
     #[arg(long, global = true)]
     no_cache: bool,
+
+    /// The state directory: the registry of published versions and the
+    /// audit trail (default: $XDG_DATA_HOME/airssys-wasm, else
+    /// ~/.local/share/airssys-wasm).
+    #[arg(long, global = true, env = "AIRSSYS_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 
     /// The operator's host-wide policy file: denials over every component
     /// and directories no grant may reach (see docs/security.md).
@@ -68,6 +75,10 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Compile a component into the cache, so later runs start at once.
     Compile(commands::compile::Args),
+    /// Publish an immutable version of a component to the state directory.
+    Publish(commands::publish::Args),
+    /// List or verify the audit trail of the state directory.
+    Audit(commands::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +115,17 @@ fn main() -> ExitCode {
                 .map_err(|e| output::InputError(e.to_string()))?,
             None => Default::default(),
         };
+        let state_dir = || {
+            cli.state_dir
+                .clone()
+                .or_else(default_state_dir)
+                .ok_or_else(|| {
+                    anyhow::Error::new(output::InputError(
+                    "no state directory: set --state-dir or AIRSSYS_STATE_DIR (HOME is not set)"
+                        .into(),
+                ))
+                })
+        };
         let host = commands::Host {
             cache_dir,
             policy,
@@ -114,6 +136,8 @@ fn main() -> ExitCode {
             Command::Call(args) => commands::call::main(args, host).await,
             Command::Inspect(args) => commands::inspect::main(args, host).await,
             Command::Compile(args) => commands::compile::main(args, host).await,
+            Command::Publish(args) => commands::publish::main(args, state_dir()?),
+            Command::Audit(args) => commands::audit::main(args, state_dir()?),
         }
     });
     match result {
@@ -136,6 +160,18 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+fn default_state_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local").join("share"))
+        })?;
+    Some(base.join("airssys-wasm"))
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

@@ -36,6 +36,19 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
             | Error::Unsupported { .. },
         ) => exit::INPUT,
         Some(_) => exit::COMPONENT,
+        None if e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<airssys_wasm_deploy::Error>(),
+                Some(
+                    airssys_wasm_deploy::Error::Invalid(_)
+                        | airssys_wasm_deploy::Error::Immutable { .. }
+                        | airssys_wasm_deploy::Error::Component(_)
+                )
+            )
+        }) =>
+        {
+            exit::INPUT
+        }
         None if e.chain().any(|c| c.downcast_ref::<InputError>().is_some()) => exit::INPUT,
         None => exit::COMPONENT,
     }

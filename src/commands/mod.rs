@@ -1,10 +1,12 @@
 //! One module per subcommand, and what they share: reading a component
 //! file, the limit flags, building the runtime.
 
+pub(crate) mod audit;
 mod build;
 pub(crate) mod call;
 pub(crate) mod compile;
 pub(crate) mod inspect;
+pub(crate) mod publish;
 pub(crate) mod run;
 
 use std::path::{Path, PathBuf};

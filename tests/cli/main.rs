@@ -8,6 +8,7 @@
 )]
 
 mod audit;
+mod deploy;
 mod escape;
 mod manifest;
 

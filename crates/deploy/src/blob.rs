@@ -1,0 +1,33 @@
+//! Content-addressed blobs: written to a temporary file, fsynced, renamed
+//! into place, and the directory fsynced, so a blob is either whole or
+//! absent.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Write `bytes` as `dir/NAME` through `tmp`, durably; an existing blob of
+/// that name (same content, by construction) is left as it is.
+pub(crate) fn write(dir: &Path, tmp: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let dest = dir.join(name);
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    let staging = tmp.join(format!("{name}.{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&staging).map_err(|e| Error::io(&staging, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&staging, e))?;
+        f.sync_all().map_err(|e| Error::io(&staging, e))?;
+    }
+    std::fs::rename(&staging, &dest).map_err(|e| Error::io(&dest, e))?;
+    sync_dir(dir)?;
+    Ok(dest)
+}
+
+/// Make a directory's entries durable (a rename into it, a removal).
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}

@@ -1,0 +1,98 @@
+//! The one error type of the deployment engine.
+
+use std::path::{Path, PathBuf};
+
+/// What can go wrong; every message says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// Which file or directory.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The state directory cannot be used as it is.
+    #[error("state directory {}: {reason}", .path.display())]
+    StateDir {
+        /// Which directory.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
+
+    /// Another process holds the state directory.
+    #[error(
+        "state directory {} is in use by another airssys-wasm process{}; stop it, or act on the running host with --host",
+        .path.display(),
+        .holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    Locked {
+        /// Which directory.
+        path: PathBuf,
+        /// What the lock file says about its holder.
+        holder: Option<String>,
+    },
+
+    /// The registry database failed.
+    #[error("registry database: {0}")]
+    Database(#[from] rusqlite::Error),
+
+    /// The database was written by a newer airssys-wasm.
+    #[error(
+        "the registry database has schema version {found}, newer than this airssys-wasm knows ({known}); use a newer airssys-wasm"
+    )]
+    SchemaTooNew {
+        /// The version found.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+
+    /// A name, version or input that is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A published version cannot be changed.
+    #[error(
+        "{name} {version} is already published with different bytes ({existing}); versions are immutable: publish these bytes under a new version"
+    )]
+    Immutable {
+        /// The component.
+        name: String,
+        /// The version.
+        version: String,
+        /// The digest already published.
+        existing: String,
+    },
+
+    /// The component's bytes are not a usable component.
+    #[error(transparent)]
+    Component(#[from] airssys_wasm_runtime::Error),
+
+    /// The audit chain does not verify.
+    #[error("audit trail broken at record {seq}: {reason}")]
+    AuditBroken {
+        /// The first record that does not verify (or 0 for the head).
+        seq: i64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The result of the engine's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,35 @@
+//! The airssys-wasm deployment engine.
+//!
+//! A [`StateDir`] holds everything a host keeps between runs: the registry
+//! database (`registry.db`, SQLite in WAL mode), content-addressed component
+//! blobs (`blobs/`), the compiled-code cache (`cache/`) and the head of the
+//! audit chain (`audit.head`). One process writes it at a time (a lock
+//! file). The [`Registry`] publishes immutable versions: `(name, version)`
+//! names the sha256 of the bytes forever; publishing the same bytes again is
+//! a no-op, different bytes are refused. Every change is appended to a
+//! hash-chained [audit trail](audit) in the same transaction.
+//!
+//! ```no_run
+//! use airssys_wasm_deploy::{Registry, StateDir};
+//!
+//! # fn demo() -> Result<(), airssys_wasm_deploy::Error> {
+//! let dir = StateDir::open("/var/lib/airssys-wasm")?;
+//! let mut registry = Registry::open(&dir)?;
+//! let bytes = std::fs::read("echo.wasm").map_err(|e| airssys_wasm_deploy::Error::io("echo.wasm", e))?;
+//! let published = registry.publish("echo", "0.1.0", &bytes, "cli")?;
+//! println!("{} {} is {}", published.name, published.version, published.digest);
+//! registry.verify_audit()?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod audit;
+mod blob;
+mod error;
+mod registry;
+mod state_dir;
+
+pub use audit::{AuditRecord, Verified};
+pub use error::{Error, Result};
+pub use registry::{Published, Registry};
+pub use state_dir::StateDir;

@@ -1,0 +1,302 @@
+//! The registry: immutable, content-addressed component versions in SQLite,
+//! every change recorded in the audit trail in the same transaction.
+//!
+//! Durability: WAL mode with `synchronous = FULL`, so a commit is on disk
+//! when it returns; "acknowledged" means the command printed success after
+//! COMMIT. Blobs are written (temporary file, fsync, rename, fsync of the
+//! directory) before the row that names them; a blob no row names is an
+//! orphan that `gc` removes.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sha2::{Digest as _, Sha256};
+
+use crate::audit::{self, AuditRecord, Verified};
+use crate::error::{Error, Result};
+use crate::state_dir::StateDir;
+
+/// Schema migrations, in order; the schema version is how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: versions and the audit trail.
+    "CREATE TABLE versions (
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        signer TEXT,
+        published_ms INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    );",
+];
+
+/// A published version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Published {
+    /// The component's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// `sha256:HEX` of its bytes.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether this call published it (false: the same bytes were there).
+    pub created: bool,
+}
+
+/// The registry of one state directory.
+#[derive(Debug)]
+pub struct Registry {
+    conn: Connection,
+    blobs: PathBuf,
+    tmp: PathBuf,
+    head: PathBuf,
+}
+
+impl Registry {
+    /// Open (creating or migrating) the registry of `dir`.
+    pub fn open(dir: &StateDir) -> Result<Self> {
+        let conn = Connection::open(dir.database())?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut this = Self {
+            conn,
+            blobs: dir.blobs(),
+            tmp: dir.tmp(),
+            head: dir.audit_head(),
+        };
+        this.migrate()?;
+        this.repair_head()?;
+        Ok(this)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = i64::try_from(MIGRATIONS.len() + 1).unwrap_or(i64::MAX);
+        if current > known {
+            return Err(Error::SchemaTooNew {
+                found: current,
+                known,
+            });
+        }
+        if current == 0 {
+            tx.execute_batch(audit::SCHEMA)?;
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i64::try_from(i).unwrap_or(i64::MAX) + 2;
+            if current < version {
+                tx.execute_batch(sql)?;
+            }
+        }
+        tx.pragma_update(None, "user_version", known)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Finish a head update that a crash interrupted. The next head is
+    /// written (durably) before the commit and renamed into place after it:
+    /// if the table ends where the next head says, the commit happened and
+    /// the rename is finished now; otherwise the commit did not happen and
+    /// the next head is dropped. A missing or stale head is otherwise never
+    /// rewritten: that is for `verify_audit` to report.
+    fn repair_head(&self) -> Result<()> {
+        let next = next_head(&self.head);
+        let Some((seq, hash)) = std::fs::read_to_string(&next)
+            .ok()
+            .and_then(|t| audit::parse_head(&t))
+        else {
+            let _ = std::fs::remove_file(&next);
+            return Ok(());
+        };
+        let last = audit::list(&self.conn)?.pop();
+        if last.is_some_and(|r| r.seq == seq && r.hash == hash) {
+            tracing::info!(seq, "audit head brought forward after an interrupted write");
+            std::fs::rename(&next, &self.head).map_err(|e| Error::io(&self.head, e))?;
+        } else {
+            std::fs::remove_file(&next).map_err(|e| Error::io(&next, e))?;
+        }
+        crate::blob::sync_dir(parent(&self.head))
+    }
+
+    /// Publish `bytes` as `name` `version`. The same bytes again are a
+    /// no-op; different bytes under a published version are refused.
+    pub fn publish(
+        &mut self,
+        name: &str,
+        version: &str,
+        bytes: &[u8],
+        actor: &str,
+    ) -> Result<Published> {
+        check_name(name)?;
+        let parsed = semver::Version::parse(version).map_err(|e| {
+            Error::Invalid(format!(
+                "`{version}` is not a semver version ({e}); write e.g. 0.1.0"
+            ))
+        })?;
+        let version = parsed.to_string();
+        // A version must be a component this host can read.
+        let info = airssys_wasm_runtime::ComponentInfo::read(name, bytes)?;
+        let hex = hex::encode(Sha256::digest(bytes));
+        let digest = format!("sha256:{hex}");
+        let size = bytes.len() as u64;
+        let existing: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT digest FROM versions WHERE name = ?1 AND version = ?2",
+                params![name, version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match existing {
+            Some(d) if d == digest => {
+                return Ok(Published {
+                    name: name.to_string(),
+                    version,
+                    digest,
+                    size,
+                    created: false,
+                });
+            }
+            Some(d) => {
+                return Err(Error::Immutable {
+                    name: name.to_string(),
+                    version,
+                    existing: d,
+                });
+            }
+            None => {}
+        }
+        // The blob first: a row never names bytes that are not there.
+        crate::blob::write(&self.blobs, &self.tmp, &hex, bytes)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO versions (name, version, digest, size, signer, published_ms)
+             VALUES (?1, ?2, ?3, ?4, NULL, strftime('%s','now') * 1000)",
+            params![name, version, digest, size as i64],
+        )?;
+        let details = serde_json::json!({
+            "digest": digest,
+            "size": size,
+            "world": info.kind.to_string(),
+            "signed": false,
+        });
+        let (seq, hash) = audit::append(
+            &tx,
+            actor,
+            "publish",
+            &format!("{name}@{version}"),
+            &details,
+        )?;
+        let next = next_head(&self.head);
+        stage_head(&self.tmp, &next, seq, &hash)?;
+        tx.commit()?;
+        std::fs::rename(&next, &self.head).map_err(|e| Error::io(&self.head, e))?;
+        crate::blob::sync_dir(parent(&self.head))?;
+        Ok(Published {
+            name: name.to_string(),
+            version,
+            digest,
+            size,
+            created: true,
+        })
+    }
+
+    /// The bytes of `name` `version`, checked against their digest.
+    pub fn bytes(&self, name: &str, version: &str) -> Result<Vec<u8>> {
+        let digest: String = self
+            .conn
+            .query_row(
+                "SELECT digest FROM versions WHERE name = ?1 AND version = ?2",
+                params![name, version],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| Error::Invalid(format!("{name} {version} is not published")))?;
+        let hex = digest.trim_start_matches("sha256:");
+        let path = self.blobs.join(hex);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        if hex::encode(Sha256::digest(&bytes)) != hex {
+            return Err(Error::Invalid(format!(
+                "the stored bytes of {name} {version} ({}) do not match their digest: the blob was changed on disk",
+                path.display()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// The published versions of `name` (all components when `None`),
+    /// newest first per component.
+    pub fn versions(&self, name: Option<&str>) -> Result<Vec<Published>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, version, digest, size FROM versions
+             WHERE ?1 IS NULL OR name = ?1 ORDER BY name, published_ms DESC, version DESC",
+        )?;
+        let rows = stmt.query_map(params![name], |r| {
+            Ok(Published {
+                name: r.get(0)?,
+                version: r.get(1)?,
+                digest: r.get(2)?,
+                size: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                created: false,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The audit trail, in order.
+    pub fn audit(&self) -> Result<Vec<AuditRecord>> {
+        audit::list(&self.conn)
+    }
+
+    /// Walk the audit chain and compare its end with the head kept beside
+    /// the database; the first broken link is the error.
+    pub fn verify_audit(&self) -> Result<Verified> {
+        let records = audit::list(&self.conn)?;
+        let head = std::fs::read_to_string(&self.head)
+            .ok()
+            .and_then(|t| audit::parse_head(&t));
+        audit::verify(&records, head)
+    }
+}
+
+/// Where the next head waits for its commit.
+fn next_head(head: &Path) -> PathBuf {
+    head.with_extension("head.next")
+}
+
+fn parent(p: &Path) -> &Path {
+    p.parent().unwrap_or(Path::new("."))
+}
+
+/// Write `next` durably (through `tmp`) with the head `seq` `hash`.
+fn stage_head(tmp: &Path, next: &Path, seq: i64, hash: &[u8]) -> Result<()> {
+    let staging = tmp.join(format!("audit.head.{}", std::process::id()));
+    std::fs::write(&staging, audit::format_head(seq, hash))
+        .and_then(|()| std::fs::File::open(&staging)?.sync_all())
+        .map_err(|e| Error::io(&staging, e))?;
+    std::fs::rename(&staging, next).map_err(|e| Error::io(next, e))?;
+    crate::blob::sync_dir(parent(next))
+}
+
+/// Component names: lowercase letters, digits, `-` and `_`, from a letter.
+fn check_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.len() <= 64;
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "`{name}` is not a component name: lowercase letters, digits, `-` and `_`, starting with a letter, at most 64"
+        )))
+    }
+}

@@ -1,0 +1,86 @@
+//! `airssys-wasm publish`: add an immutable version to the registry of a
+//! state directory.
+
+use std::path::PathBuf;
+
+use airssys_wasm_deploy::{Registry, StateDir};
+use anyhow::bail;
+use serde_json::json;
+
+use super::read_component;
+use crate::output::{InputError, print_json, print_text};
+
+/// Arguments of `publish`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "A version is immutable: publishing the same bytes again does nothing, \
+other bytes under a published version are refused. Every publish is recorded in the audit \
+trail (`airssys-wasm audit list`)."
+)]
+pub(crate) struct Args {
+    /// The component file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+
+    /// The component's name (lowercase letters, digits, `-` and `_`).
+    #[arg(long, value_name = "NAME")]
+    name: String,
+
+    /// Its version (semver, e.g. 0.1.0).
+    #[arg(long, value_name = "VERSION")]
+    version: String,
+
+    /// Publish without a signature (for development). Signatures
+    /// (`keygen`, `sign`) are not implemented yet, so this is required.
+    #[arg(long)]
+    allow_unsigned: bool,
+
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn main(args: Args, state_dir: PathBuf) -> anyhow::Result<u8> {
+    if !args.allow_unsigned {
+        bail!(InputError(
+            "signed publishing is not implemented yet; publish with --allow-unsigned".into()
+        ));
+    }
+    let (_, bytes) = read_component(&args.file)?;
+    let dir = StateDir::open(&state_dir)?;
+    let mut registry = Registry::open(&dir)?;
+    let p = registry.publish(&args.name, &args.version, &bytes, &actor())?;
+    if args.json {
+        print_json(&json!({
+            "name": p.name,
+            "version": p.version,
+            "digest": p.digest,
+            "size": p.size,
+            "created": p.created,
+            "state_dir": dir.path().display().to_string(),
+        }))?;
+    } else if p.created {
+        print_text(&format!(
+            "published {} {} ({}, {} bytes) in {}\n",
+            p.name,
+            p.version,
+            p.digest,
+            p.size,
+            dir.path().display()
+        ))?;
+    } else {
+        print_text(&format!(
+            "{} {} was already published with these bytes ({}); nothing to do\n",
+            p.name, p.version, p.digest
+        ))?;
+    }
+    Ok(crate::exit::OK)
+}
+
+/// Who the audit trail says did it: the local user.
+pub(crate) fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
