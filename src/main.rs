@@ -77,6 +77,16 @@ enum Command {
     Compile(commands::compile::Args),
     /// Publish an immutable version of a component to the state directory.
     Publish(commands::publish::Args),
+    /// Deploy a published version (NAME@VERSION) and make it active.
+    Deploy(commands::deploy::DeployArgs),
+    /// Upgrade a deployed component to another published version.
+    Upgrade(commands::deploy::UpgradeArgs),
+    /// Re-activate an earlier deployment (from the compiled-code cache).
+    Rollback(commands::deploy::RollbackArgs),
+    /// Show every deployment of a component.
+    History(commands::deploy::HistoryArgs),
+    /// Show the active deployment of every component.
+    Status(commands::deploy::StatusArgs),
     /// List or verify the audit trail of the state directory.
     Audit(commands::audit::Args),
 }
@@ -128,6 +138,7 @@ fn main() -> ExitCode {
         };
         let host = commands::Host {
             cache_dir,
+            state_dir: cli.state_dir.clone().or_else(default_state_dir),
             policy,
             audit: None,
         };
@@ -138,6 +149,11 @@ fn main() -> ExitCode {
             Command::Compile(args) => commands::compile::main(args, host).await,
             Command::Publish(args) => commands::publish::main(args, state_dir()?),
             Command::Audit(args) => commands::audit::main(args, state_dir()?),
+            Command::Deploy(args) => commands::deploy::deploy(args, host).await,
+            Command::Upgrade(args) => commands::deploy::upgrade(args, host).await,
+            Command::Rollback(args) => commands::deploy::rollback(args, host).await,
+            Command::History(args) => commands::deploy::history(args, host),
+            Command::Status(args) => commands::deploy::status(args, host),
         }
     });
     match result {

@@ -81,7 +81,7 @@ pub(crate) struct Args {
 
 pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
     host.audit = args.audit.format(args.json);
-    let loaded = args.target.load()?;
+    let loaded = args.target.load(&host)?;
     let name = loaded.name.clone();
     // Read the input before compiling, so a bad --input fails fast.
     let payload = read_input(args.input.as_deref())?;
@@ -90,11 +90,10 @@ pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
         Some(text) => serde_json::from_str(text)
             .map_err(|e| InputError(format!("--args is not valid JSON: {e}")))?,
     };
-    let fuel =
-        args.limits.fuel.is_some() || loaded.entry.as_ref().is_some_and(|e| e.fuel.is_some());
+    let fuel = args.limits.fuel.is_some() || loaded.fuel();
     let rt = runtime(&host, fuel)?;
     let limits = args.limits.limits(loaded.limits(rt.default_limits()));
-    let mut options = loaded.options(args.grants.grants(loaded.grants(), &[]), limits);
+    let mut options = loaded.options(args.grants.grants(loaded.grants()?, &[]), limits);
     // Flags come after the manifest: a key given in both keeps the flag's.
     options.config.extend(args.config.iter().cloned());
     let pre = rt.load(&name, &loaded.bytes, options).await?;

@@ -23,7 +23,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
-    let loaded = args.target.load()?;
+    let loaded = args.target.load(&host)?;
     let (name, bytes) = (&loaded.name, &loaded.bytes);
     let rt = runtime(&host, false)?;
     // Compiling validates the whole component and gives its world; the
@@ -34,7 +34,7 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
     let wit = wit_text(name, bytes)?;
     // Required, granted and effective side by side: what `call` or `run`
     // with the same flags would give the component, or why it would refuse.
-    let grants = args.grants.grants(loaded.grants(), &[]);
+    let grants = args.grants.grants(loaded.grants()?, &[]);
     let strings = |caps: &[Capability]| caps.iter().map(ToString::to_string).collect::<Vec<_>>();
     let granted: Vec<String> = grants.allow.iter().map(ToString::to_string).collect();
     let options = loaded.options(grants, Limits::default());

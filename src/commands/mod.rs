@@ -5,6 +5,7 @@ pub(crate) mod audit;
 mod build;
 pub(crate) mod call;
 pub(crate) mod compile;
+pub(crate) mod deploy;
 pub(crate) mod inspect;
 pub(crate) mod publish;
 pub(crate) mod run;
@@ -12,6 +13,7 @@ pub(crate) mod run;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use airssys_wasm_deploy::{DeploySpec, Registry, StateDir};
 use airssys_wasm_manifest::{Manifest, Resolved, Source};
 use airssys_wasm_runtime::{
     AuditSink, Capability, ComponentInfo, Grant, Grants, HostPolicy, Limits, PrepareOptions,
@@ -168,32 +170,58 @@ pub(crate) struct Loaded {
     pub origin: PathBuf,
     pub bytes: Vec<u8>,
     pub entry: Option<Resolved>,
+    /// For a deployed component: what it was deployed with.
+    pub deployed: Option<DeploySpec>,
 }
 
 impl Loaded {
-    /// The grants of the manifest entry, or none.
-    pub(crate) fn grants(&self) -> Grants {
-        self.entry
+    /// The grants of the manifest entry or deployment, or none.
+    pub(crate) fn grants(&self) -> anyhow::Result<Grants> {
+        if let Some(d) = &self.deployed {
+            return Ok(d.options()?.grants);
+        }
+        Ok(self
+            .entry
             .as_ref()
             .map(|e| e.grants.clone())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
-    /// `base` with the manifest entry's limits.
+    /// `base` with the manifest entry's or deployment's limits.
     pub(crate) fn limits(&self, base: Limits) -> Limits {
+        if let Some(d) = &self.deployed {
+            let mut l = base;
+            if let Some(m) = d.memory {
+                l = l.memory(m);
+            }
+            if let Some(t) = d.timeout_ms {
+                l = l.timeout(Duration::from_millis(t));
+            }
+            return if d.fuel.is_some() { l.fuel(d.fuel) } else { l };
+        }
         match &self.entry {
             Some(e) => e.limits(base),
             None => base,
         }
     }
 
-    /// Preparation options from the manifest entry, `grants` and `limits`.
+    /// Whether the manifest entry or deployment sets a fuel budget.
+    pub(crate) fn fuel(&self) -> bool {
+        self.entry.as_ref().is_some_and(|e| e.fuel.is_some())
+            || self.deployed.as_ref().is_some_and(|d| d.fuel.is_some())
+    }
+
+    /// Preparation options from the manifest entry or deployment, `grants`
+    /// and `limits`.
     pub(crate) fn options(&self, grants: Grants, limits: Limits) -> PrepareOptions {
         let mut options = PrepareOptions::default().grants(grants).limits(limits);
         if let Some(e) = &self.entry {
             options = options
                 .requires(e.requires.clone())
                 .config(e.config.clone());
+        }
+        if let Some(d) = &self.deployed {
+            options = options.config(d.config.clone());
         }
         options
     }
@@ -219,16 +247,25 @@ impl Loaded {
 }
 
 impl Target {
-    /// Read the component (building it first when its manifest says so).
-    pub(crate) fn load(&self) -> anyhow::Result<Loaded> {
+    /// Read the component (building it first when its manifest says so; from
+    /// the state directory for a deployed `NAME` or `NAME@VERSION`).
+    pub(crate) fn load(&self, host: &Host) -> anyhow::Result<Loaded> {
         let Some(manifest) = &self.manifest else {
             let file = self.component.clone().unwrap_or_default();
+            if !file.exists()
+                && let Some((name, version)) = deployed_name(&file.to_string_lossy())
+                && let Some(state_dir) = &host.state_dir
+                && state_dir.exists()
+            {
+                return load_deployed(state_dir, &name, version.as_deref());
+            }
             let (name, bytes) = read_component(&file)?;
             return Ok(Loaded {
                 name,
                 origin: file,
                 bytes,
                 entry: None,
+                deployed: None,
             });
         };
         let m = Manifest::load(manifest).map_err(|e| InputError(e.to_string()))?;
@@ -246,8 +283,37 @@ impl Target {
             origin: file,
             bytes,
             entry: Some(entry),
+            deployed: None,
         })
     }
+}
+
+/// `NAME` or `NAME@VERSION`, when `s` reads as a deployed component.
+fn deployed_name(s: &str) -> Option<(String, Option<String>)> {
+    let (name, version) = match s.split_once('@') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (s, None),
+    };
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    ok.then(|| (name.to_string(), version))
+}
+
+/// The deployed component `name` (its active deployment, or the newest one
+/// of `version` that was active), with what it was deployed with.
+fn load_deployed(state_dir: &Path, name: &str, version: Option<&str>) -> anyhow::Result<Loaded> {
+    let dir = StateDir::open(state_dir)?;
+    let registry = Registry::open(&dir)?;
+    let d = airssys_wasm_deploy::find_deployment(&registry, name, version)?;
+    let bytes = registry.bytes(name, &d.version)?;
+    Ok(Loaded {
+        name: name.to_string(),
+        origin: PathBuf::from(format!("{name}@{} (deployment {})", d.version, d.id)),
+        bytes,
+        entry: None,
+        deployed: Some(d.spec),
+    })
 }
 
 /// A capability in its string form, or a bare system-call name.
@@ -287,6 +353,8 @@ pub(crate) fn read_component(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Host {
     pub cache_dir: Option<PathBuf>,
+    /// The state directory, for deployed components.
+    pub state_dir: Option<PathBuf>,
     pub policy: HostPolicy,
     pub audit: Option<AuditFormat>,
 }

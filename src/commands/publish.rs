@@ -79,8 +79,8 @@ pub(crate) fn main(args: Args, state_dir: PathBuf) -> anyhow::Result<u8> {
 
 /// Who the audit trail says did it: the local user.
 pub(crate) fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
+    match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        Ok(user) if !user.is_empty() => format!("cli:{user}"),
+        _ => format!("cli:uid {}", rustix::process::getuid().as_raw()),
+    }
 }

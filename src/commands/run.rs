@@ -31,9 +31,8 @@ pub(crate) struct Args {
 
 pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
     host.audit = args.audit.format(false);
-    let loaded = args.target.load()?;
-    let fuel =
-        args.limits.fuel.is_some() || loaded.entry.as_ref().is_some_and(|e| e.fuel.is_some());
+    let loaded = args.target.load(&host)?;
+    let fuel = args.limits.fuel.is_some() || loaded.fuel();
     let rt = runtime(&host, fuel)?;
     // Like `wasmtime run`, a command runs until it ends unless told otherwise.
     let limits = args
@@ -43,7 +42,7 @@ pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
     // granting them.
     let grants = args
         .grants
-        .grants(loaded.grants(), &[Capability::SystemCall("args".into())]);
+        .grants(loaded.grants()?, &[Capability::SystemCall("args".into())]);
     let options = loaded.options(grants, limits);
     let pre = rt.load(&loaded.name, &loaded.bytes, options).await?;
     loaded.check_version(pre.info())?;

@@ -65,3 +65,110 @@ fn publish_is_immutable_and_audited() {
     assert_eq!(v["ok"], false);
     assert!(stderr(&out).contains("cut off the end"), "{}", stderr(&out));
 }
+
+/// The walk of the deployment issue, as a user types it (with the counter
+/// standing in for a second version of echo, so the upgrade is visible).
+#[test]
+fn publish_deploy_call_upgrade_history_rollback_verify() {
+    let cli = Cli::new();
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path().join("state");
+    let s = s.to_str().unwrap();
+    let run = |args: &[&str], input: Option<&[u8]>| {
+        let mut all = vec!["--state-dir", s];
+        all.extend_from_slice(args);
+        match input {
+            Some(i) => cli.run_with_stdin(&all, i),
+            None => cli.run(&all),
+        }
+    };
+    let ok = |o: &std::process::Output| {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+        stdout(o)
+    };
+    ok(&run(
+        &[
+            "publish",
+            ECHO,
+            "--name",
+            "echo",
+            "--version",
+            "0.1.0",
+            "--allow-unsigned",
+        ],
+        None,
+    ));
+    let out = ok(&run(&["deploy", "echo@0.1.0"], None));
+    assert!(
+        out.starts_with("deployed echo 0.1.0 (deployment 1, sha256:"),
+        "{out}"
+    );
+    assert_eq!(
+        ok(&run(&["call", "echo", "--input", "-"], Some(b"hi"))),
+        "hi"
+    );
+    ok(&run(
+        &[
+            "publish",
+            COUNTER,
+            "--name",
+            "echo",
+            "--version",
+            "0.2.0",
+            "--allow-unsigned",
+        ],
+        None,
+    ));
+    // Validation refuses the upgrade (a requirement not granted); 0.1.0
+    // keeps serving.
+    let out = run(&["upgrade", "echo@0.2.0", "--strategy", "immediate"], None);
+    assert_clean_error(&out, 3, "--allow system-call:state");
+    assert_eq!(
+        ok(&run(&["call", "echo", "--input", "-"], Some(b"still"))),
+        "still"
+    );
+    let out = ok(&run(
+        &[
+            "upgrade",
+            "echo@0.2.0",
+            "--strategy",
+            "immediate",
+            "--allow",
+            "state",
+        ],
+        None,
+    ));
+    assert!(
+        out.starts_with("upgraded to echo 0.2.0 (deployment 3"),
+        "{out}"
+    );
+    assert_eq!(ok(&run(&["call", "echo"], None)), "1");
+    let history: serde_json::Value =
+        serde_json::from_str(&ok(&run(&["history", "echo", "--json"], None))).unwrap();
+    let states: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["retired", "failed", "active"]);
+    let out = ok(&run(&["rollback", "echo"], None));
+    assert!(
+        out.starts_with("rolled back to echo 0.1.0 (deployment 1"),
+        "{out}"
+    );
+    assert_eq!(
+        ok(&run(&["call", "echo", "--input", "-"], Some(b"back"))),
+        "back"
+    );
+    // A named version that was active is callable too, with its grants.
+    // (Its state lives in the process for now: persistent state comes with
+    // the SQLite state store.)
+    assert_eq!(ok(&run(&["call", "echo@0.2.0"], None)), "1");
+    let out = ok(&run(&["audit", "verify"], None));
+    assert!(out.starts_with("audit trail intact: 6 record(s)"), "{out}");
+    let out = run(&["upgrade", "echo@0.2.0", "--strategy", "canary"], None);
+    assert_clean_error(&out, 3, "needs a running host");
+    let out = run(&["call", "nothing-here"], None);
+    assert_clean_error(&out, 3, "not deployed here");
+}

@@ -25,11 +25,13 @@
 
 pub mod audit;
 mod blob;
+mod deployer;
 mod error;
 mod registry;
 mod state_dir;
 
 pub use audit::{AuditRecord, Verified};
+pub use deployer::{Active, DeploySpec, Deployer, Deployment, Strategy, find_deployment};
 pub use error::{Error, Result};
 pub use registry::{Published, Registry};
 pub use state_dir::StateDir;

@@ -28,6 +28,23 @@ const MIGRATIONS: &[&str] = &[
         published_ms INTEGER NOT NULL,
         PRIMARY KEY (name, version)
     );",
+    // 2: deployments, at most one active per component.
+    "CREATE TABLE deployments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        parent INTEGER REFERENCES deployments(id),
+        state TEXT NOT NULL CHECK (state IN ('submitted', 'validated', 'prepared', 'active', 'retired', 'failed')),
+        reason TEXT,
+        actor TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        FOREIGN KEY (name, version) REFERENCES versions(name, version)
+    );
+    CREATE UNIQUE INDEX one_active ON deployments(name) WHERE state = 'active';",
 ];
 
 /// A published version.
@@ -141,7 +158,7 @@ impl Registry {
         })?;
         let version = parsed.to_string();
         // A version must be a component this host can read.
-        let info = airssys_wasm_runtime::ComponentInfo::read(name, bytes)?;
+        airssys_wasm_runtime::ComponentInfo::read(name, bytes)?;
         let hex = hex::encode(Sha256::digest(bytes));
         let digest = format!("sha256:{hex}");
         let size = bytes.len() as u64;
@@ -174,9 +191,7 @@ impl Registry {
         }
         // The blob first: a row never names bytes that are not there.
         crate::blob::write(&self.blobs, &self.tmp, &hex, bytes)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.begin()?;
         tx.execute(
             "INSERT INTO versions (name, version, digest, size, signer, published_ms)
              VALUES (?1, ?2, ?3, ?4, NULL, strftime('%s','now') * 1000)",
@@ -185,21 +200,16 @@ impl Registry {
         let details = serde_json::json!({
             "digest": digest,
             "size": size,
-            "world": info.kind.to_string(),
             "signed": false,
         });
-        let (seq, hash) = audit::append(
+        let head = audit::append(
             &tx,
             actor,
             "publish",
             &format!("{name}@{version}"),
             &details,
         )?;
-        let next = next_head(&self.head);
-        stage_head(&self.tmp, &next, seq, &hash)?;
-        tx.commit()?;
-        std::fs::rename(&next, &self.head).map_err(|e| Error::io(&self.head, e))?;
-        crate::blob::sync_dir(parent(&self.head))?;
+        tx.commit(head)?;
         Ok(Published {
             name: name.to_string(),
             version,
@@ -207,6 +217,35 @@ impl Registry {
             size,
             created: true,
         })
+    }
+
+    /// The database, for the deployment tables beside the registry's.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A write transaction that must end with an audit record
+    /// ([`RegistryTx::commit`] takes the record's head).
+    pub(crate) fn begin(&mut self) -> Result<RegistryTx<'_>> {
+        Ok(RegistryTx {
+            tx: self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+            tmp: self.tmp.clone(),
+            head: self.head.clone(),
+        })
+    }
+
+    /// The digest `name` `version` was published with.
+    pub fn digest(&self, name: &str, version: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT digest FROM versions WHERE name = ?1 AND version = ?2",
+                params![name, version],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// The bytes of `name` `version`, checked against their digest.
@@ -264,6 +303,34 @@ impl Registry {
             .ok()
             .and_then(|t| audit::parse_head(&t));
         audit::verify(&records, head)
+    }
+}
+
+/// A write transaction of the registry: committed with the head of the
+/// audit record it appended, which is staged beside the database before the
+/// commit and put in place after it.
+pub(crate) struct RegistryTx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    tmp: PathBuf,
+    head: PathBuf,
+}
+
+impl<'a> std::ops::Deref for RegistryTx<'a> {
+    type Target = rusqlite::Transaction<'a>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl RegistryTx<'_> {
+    /// Commit, with `head` (from [`audit::append`]) as the trail's new head.
+    pub(crate) fn commit(self, head: (i64, [u8; 32])) -> Result<()> {
+        let next = next_head(&self.head);
+        stage_head(&self.tmp, &next, head.0, &head.1)?;
+        self.tx.commit()?;
+        std::fs::rename(&next, &self.head).map_err(|e| Error::io(&self.head, e))?;
+        crate::blob::sync_dir(parent(&self.head))
     }
 }
 

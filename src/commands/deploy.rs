@@ -1,0 +1,287 @@
+//! `deploy`, `upgrade`, `rollback`, `history`, `status`: deployments on a
+//! local state directory.
+
+use std::path::PathBuf;
+
+use airssys_wasm_deploy::{DeploySpec, Deployer, Deployment, StateDir, Strategy};
+use airssys_wasm_runtime::{Grants, RuntimeConfig};
+use anyhow::bail;
+use serde_json::json;
+
+use super::{GrantArgs, Host, LimitArgs, parse_pair};
+use crate::output::{InputError, print_json, print_text};
+
+/// What to deploy, and with what.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SpecArgs {
+    #[command(flatten)]
+    grants: GrantArgs,
+
+    #[command(flatten)]
+    limits: LimitArgs,
+
+    /// Configuration served through wasi:config and passed to init
+    /// (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    config: Vec<(String, String)>,
+}
+
+impl SpecArgs {
+    /// The spec these flags describe; `None` when no flag was given.
+    fn spec(&self, name: &str, version: &str) -> anyhow::Result<Option<DeploySpec>> {
+        let grants: Grants = self.grants.grants(Grants::default(), &[]);
+        let l = &self.limits;
+        if grants.allow.is_empty()
+            && grants.deny.is_empty()
+            && self.config.is_empty()
+            && l.memory.is_none()
+            && l.timeout.is_none()
+            && l.fuel.is_none()
+        {
+            return Ok(None);
+        }
+        let mut spec = DeploySpec::new(name, version);
+        for g in &grants.allow {
+            if g.mount.is_some() || g.expires.is_some() {
+                bail!(InputError(format!(
+                    "`{g}`: mount points and ends of grants are not kept by deployments yet; grant the directory at its own path"
+                )));
+            }
+            spec.allow.push(g.capability.to_string());
+        }
+        spec.deny = grants.deny.iter().map(ToString::to_string).collect();
+        spec.config = self.config.clone();
+        spec.memory = l.memory;
+        spec.timeout_ms = l
+            .timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        spec.fuel = l.fuel;
+        Ok(Some(spec))
+    }
+}
+
+/// Arguments of `deploy`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DeployArgs {
+    /// The published version to deploy: NAME@VERSION.
+    #[arg(value_name = "NAME@VERSION", value_parser = parse_target)]
+    target: (String, String),
+
+    #[command(flatten)]
+    spec: SpecArgs,
+
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `upgrade`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Without grant, limit or --config flags the upgrade keeps those of the \
+active deployment. A local command applies `immediate`; blue-green and canary act on live \
+traffic and need a running host."
+)]
+pub(crate) struct UpgradeArgs {
+    /// The published version to upgrade to: NAME@VERSION.
+    #[arg(value_name = "NAME@VERSION", value_parser = parse_target)]
+    target: (String, String),
+
+    /// How the new version reaches traffic: immediate, blue-green, canary.
+    #[arg(long, default_value = "immediate", value_name = "STRATEGY")]
+    strategy: String,
+
+    #[command(flatten)]
+    spec: SpecArgs,
+
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `rollback`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RollbackArgs {
+    /// The component.
+    #[arg(value_name = "NAME")]
+    name: String,
+
+    /// The version or deployment id to go back to (default: the one the
+    /// active deployment replaced).
+    #[arg(long, value_name = "VERSION|ID")]
+    to: Option<String>,
+
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `history`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HistoryArgs {
+    /// The component.
+    #[arg(value_name = "NAME")]
+    name: String,
+
+    /// Print a JSON array instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    /// Print a JSON array instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_target(s: &str) -> Result<(String, String), String> {
+    match s.split_once('@') {
+        Some((n, v)) if !n.is_empty() && !v.is_empty() => Ok((n.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not NAME@VERSION (e.g. echo@0.1.0)")),
+    }
+}
+
+fn deployer(host: &Host) -> anyhow::Result<(StateDir, PathBuf)> {
+    let path = host.state_dir.clone().ok_or_else(|| {
+        InputError("no state directory: set --state-dir or AIRSSYS_STATE_DIR".into())
+    })?;
+    Ok((StateDir::open(&path)?, path))
+}
+
+fn open(dir: &StateDir, host: &Host) -> anyhow::Result<Deployer> {
+    let config = RuntimeConfig::default()
+        .max_instances(16)
+        .policy(host.policy.clone());
+    Ok(Deployer::open(dir, config)?)
+}
+
+fn report(verb: &str, d: &Deployment, json: bool) -> anyhow::Result<u8> {
+    if json {
+        print_json(&serde_json::to_value(d)?)?;
+    } else {
+        print_text(&format!(
+            "{verb} {} {} (deployment {}, {}); it is active\n",
+            d.name, d.version, d.id, d.digest
+        ))?;
+    }
+    Ok(crate::exit::OK)
+}
+
+pub(crate) async fn deploy(args: DeployArgs, host: Host) -> anyhow::Result<u8> {
+    let (name, version) = &args.target;
+    let (dir, _) = deployer(&host)?;
+    let mut d = open(&dir, &host)?;
+    let spec = args
+        .spec
+        .spec(name, version)?
+        .unwrap_or_else(|| DeploySpec::new(name.as_str(), version.as_str()));
+    let record = d.deploy(spec, &crate::commands::publish::actor()).await?;
+    let verb = if record.parent.is_some() {
+        "upgraded to"
+    } else {
+        "deployed"
+    };
+    report(verb, &record, args.json)
+}
+
+pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8> {
+    let (name, version) = &args.target;
+    let strategy: Strategy = args.strategy.parse()?;
+    let (dir, _) = deployer(&host)?;
+    let mut d = open(&dir, &host)?;
+    let spec = args.spec.spec(name, version)?;
+    let record = d
+        .upgrade(
+            name,
+            version,
+            strategy,
+            spec,
+            &crate::commands::publish::actor(),
+        )
+        .await?;
+    report("upgraded to", &record, args.json)
+}
+
+pub(crate) async fn rollback(args: RollbackArgs, host: Host) -> anyhow::Result<u8> {
+    let (dir, _) = deployer(&host)?;
+    let mut d = open(&dir, &host)?;
+    let record = d
+        .rollback(
+            &args.name,
+            args.to.as_deref(),
+            &crate::commands::publish::actor(),
+        )
+        .await?;
+    report("rolled back to", &record, args.json)
+}
+
+fn time(ms: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub(crate) fn history(args: HistoryArgs, host: Host) -> anyhow::Result<u8> {
+    let (dir, _) = deployer(&host)?;
+    let d = open(&dir, &host)?;
+    let records = d.history(&args.name)?;
+    if args.json {
+        print_json(&serde_json::to_value(&records)?)?;
+        return Ok(crate::exit::OK);
+    }
+    if records.is_empty() {
+        bail!(InputError(format!("{} was never deployed here", args.name)));
+    }
+    let mut out = String::new();
+    for r in &records {
+        out.push_str(&format!(
+            "{:>4}  {:<10} {:<8} {}  {}{}{}\n",
+            r.id,
+            r.version,
+            r.state,
+            time(r.created_ms),
+            r.actor,
+            r.parent
+                .map(|p| format!("  (replaced {p})"))
+                .unwrap_or_default(),
+            r.reason
+                .as_deref()
+                .map(|why| format!("\n      {why}"))
+                .unwrap_or_default(),
+        ));
+    }
+    print_text(&out)?;
+    Ok(crate::exit::OK)
+}
+
+pub(crate) fn status(args: StatusArgs, host: Host) -> anyhow::Result<u8> {
+    let (dir, _) = deployer(&host)?;
+    let d = open(&dir, &host)?;
+    let active = d.status()?;
+    if args.json {
+        print_json(&json!(active))?;
+        return Ok(crate::exit::OK);
+    }
+    let mut out = String::new();
+    for r in &active {
+        out.push_str(&format!(
+            "{:<20} {:<10} deployment {:<4} since {}  grants: {}\n",
+            r.name,
+            r.version,
+            r.id,
+            time(r.updated_ms),
+            if r.spec.allow.is_empty() {
+                "(none)".to_string()
+            } else {
+                r.spec.allow.join(", ")
+            },
+        ));
+    }
+    if active.is_empty() {
+        out.push_str("nothing is deployed\n");
+    }
+    print_text(&out)?;
+    Ok(crate::exit::OK)
+}
