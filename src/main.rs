@@ -75,6 +75,12 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Compile a component into the cache, so later runs start at once.
     Compile(commands::compile::Args),
+    /// Make an Ed25519 key pair for signing components.
+    Keygen(commands::signing::KeygenArgs),
+    /// Sign a component file (a detached signature over its digest).
+    Sign(commands::signing::SignArgs),
+    /// Trust a signing key, or list the trusted keys, of the state directory.
+    Trust(commands::signing::TrustArgs),
     /// Publish an immutable version of a component to the state directory.
     Publish(commands::publish::Args),
     /// Deploy a published version (NAME@VERSION) and make it active.
@@ -148,6 +154,9 @@ fn main() -> ExitCode {
             Command::Inspect(args) => commands::inspect::main(args, host).await,
             Command::Compile(args) => commands::compile::main(args, host).await,
             Command::Publish(args) => commands::publish::main(args, state_dir()?),
+            Command::Keygen(args) => commands::signing::keygen(args),
+            Command::Sign(args) => commands::signing::sign(args),
+            Command::Trust(args) => commands::signing::trust(args, state_dir()?),
             Command::Audit(args) => commands::audit::main(args, state_dir()?),
             Command::Deploy(args) => commands::deploy::deploy(args, host).await,
             Command::Upgrade(args) => commands::deploy::upgrade(args, host).await,

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use airssys_wasm_deploy::{Registry, StateDir};
-use anyhow::bail;
+use airssys_wasm_deploy::signing::Signature;
+use airssys_wasm_deploy::{Provenance, Registry, StateDir};
 use serde_json::json;
 
 use super::read_component;
-use crate::output::{InputError, print_json, print_text};
+use crate::output::{print_json, print_text};
 
 /// Arguments of `publish`.
 #[derive(Debug, clap::Args)]
@@ -30,8 +30,13 @@ pub(crate) struct Args {
     #[arg(long, value_name = "VERSION")]
     version: String,
 
-    /// Publish without a signature (for development). Signatures
-    /// (`keygen`, `sign`) are not implemented yet, so this is required.
+    /// The signature (made by `airssys-wasm sign`); default FILE.sig when
+    /// it exists. Its key must be trusted (`airssys-wasm trust add`).
+    #[arg(long, value_name = "SIG")]
+    signature: Option<PathBuf>,
+
+    /// Publish without a signature (for development); the audit trail
+    /// records that it was unsigned.
     #[arg(long)]
     allow_unsigned: bool,
 
@@ -41,15 +46,20 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn main(args: Args, state_dir: PathBuf) -> anyhow::Result<u8> {
-    if !args.allow_unsigned {
-        bail!(InputError(
-            "signed publishing is not implemented yet; publish with --allow-unsigned".into()
-        ));
-    }
     let (_, bytes) = read_component(&args.file)?;
+    let beside = PathBuf::from(format!("{}.sig", args.file.display()));
+    let sig_file = args
+        .signature
+        .clone()
+        .or_else(|| beside.is_file().then_some(beside));
+    let provenance = match sig_file {
+        Some(f) => Provenance::signed(Signature::read(&f)?),
+        None if args.allow_unsigned => Provenance::unsigned(),
+        None => Provenance::default(),
+    };
     let dir = StateDir::open(&state_dir)?;
     let mut registry = Registry::open(&dir)?;
-    let p = registry.publish(&args.name, &args.version, &bytes, &actor())?;
+    let p = registry.publish(&args.name, &args.version, &bytes, &provenance, &actor())?;
     if args.json {
         print_json(&json!({
             "name": p.name,

@@ -42,7 +42,7 @@ fn publish_is_immutable_and_audited() {
     let out = publish(COUNTER, "0.1.0");
     assert_clean_error(&out, 3, "versions are immutable");
     let out = run(&["publish", ECHO, "--name", "echo", "--version", "0.2.0"]);
-    assert_clean_error(&out, 3, "--allow-unsigned");
+    assert_clean_error(&out, 3, "is unsigned: sign it");
 
     let out = run(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -171,4 +171,67 @@ fn publish_deploy_call_upgrade_history_rollback_verify() {
     assert_clean_error(&out, 3, "needs a running host");
     let out = run(&["call", "nothing-here"], None);
     assert_clean_error(&out, 3, "not deployed here");
+}
+
+#[test]
+fn signed_publishing_with_a_trusted_key() {
+    let cli = Cli::new();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let s = w.join("state");
+    let s = s.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--state-dir", s];
+        all.extend_from_slice(args);
+        cli.run(&all)
+    };
+    let file = w.join("echo.wasm");
+    std::fs::copy(ECHO, &file).unwrap();
+    let file = file.to_str().unwrap();
+    let prefix = w.join("release");
+    let key = w.join("release.key");
+    let public = w.join("release.pub");
+
+    let out = run(&["keygen", prefix.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("key "), "{}", stdout(&out));
+    let out = run(&["sign", file, "--key", key.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(std::path::Path::new(&format!("{file}.sig")).is_file());
+
+    let publish = |version: &str| run(&["publish", file, "--name", "echo", "--version", version]);
+    // Signed, but by a key nobody trusts yet.
+    assert_clean_error(&publish("0.1.0"), 3, "does not trust; trust it with");
+    let out = run(&["trust", "add", public.to_str().unwrap()]);
+    assert!(stdout(&out).contains("is trusted"), "{}", stdout(&out));
+    let out = publish("0.1.0");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // The signature covers these bytes only.
+    let other = w.join("other.wasm");
+    std::fs::copy(COUNTER, &other).unwrap();
+    let sig = format!("{file}.sig");
+    let out = run(&[
+        "publish",
+        other.to_str().unwrap(),
+        "--name",
+        "counter",
+        "--version",
+        "0.1.0",
+        "--signature",
+        &sig,
+    ]);
+    assert_clean_error(&out, 3, "not for these bytes");
+
+    let out = run(&["audit", "list", "--json"]);
+    let records: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records[0]["action"], "trust");
+    assert_eq!(records[1]["action"], "publish");
+    let details: serde_json::Value =
+        serde_json::from_str(records[1]["details"].as_str().unwrap()).unwrap();
+    assert!(details["signer"].is_string(), "{details}");
+    assert_eq!(details["unsigned_allowed"], false);
 }

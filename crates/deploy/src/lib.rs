@@ -10,13 +10,15 @@
 //! hash-chained [audit trail](audit) in the same transaction.
 //!
 //! ```no_run
-//! use airssys_wasm_deploy::{Registry, StateDir};
+//! use airssys_wasm_deploy::{Provenance, Registry, StateDir};
 //!
 //! # fn demo() -> Result<(), airssys_wasm_deploy::Error> {
 //! let dir = StateDir::open("/var/lib/airssys-wasm")?;
 //! let mut registry = Registry::open(&dir)?;
 //! let bytes = std::fs::read("echo.wasm").map_err(|e| airssys_wasm_deploy::Error::io("echo.wasm", e))?;
-//! let published = registry.publish("echo", "0.1.0", &bytes, "cli")?;
+//! let signature = airssys_wasm_deploy::signing::sign(&bytes, "release.key".as_ref())?;
+//! let published =
+//!     registry.publish("echo", "0.1.0", &bytes, &Provenance::signed(signature), "cli")?;
 //! println!("{} {} is {}", published.name, published.version, published.digest);
 //! registry.verify_audit()?;
 //! # Ok(())
@@ -28,10 +30,11 @@ mod blob;
 mod deployer;
 mod error;
 mod registry;
+pub mod signing;
 mod state_dir;
 
 pub use audit::{AuditRecord, Verified};
 pub use deployer::{Active, DeploySpec, Deployer, Deployment, Strategy, find_deployment};
 pub use error::{Error, Result};
-pub use registry::{Published, Registry};
+pub use registry::{Provenance, Published, Registry};
 pub use state_dir::StateDir;

@@ -45,7 +45,42 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (name, version) REFERENCES versions(name, version)
     );
     CREATE UNIQUE INDEX one_active ON deployments(name) WHERE state = 'active';",
+    // 3: the keys whose signatures this state directory trusts.
+    "CREATE TABLE trusted_keys (
+        id TEXT PRIMARY KEY,
+        key TEXT NOT NULL,
+        added_ms INTEGER NOT NULL
+    );",
 ];
+
+/// Where a version comes from: its signature, or the operator's explicit
+/// allowance to publish it unsigned.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Provenance {
+    /// A detached signature over the bytes' digest.
+    pub signature: Option<crate::signing::Signature>,
+    /// Publish without a (trusted) signature: for development.
+    pub allow_unsigned: bool,
+}
+
+impl Provenance {
+    /// Signed with `signature`.
+    pub fn signed(signature: crate::signing::Signature) -> Self {
+        Self {
+            signature: Some(signature),
+            allow_unsigned: false,
+        }
+    }
+
+    /// Unsigned, explicitly allowed.
+    pub fn unsigned() -> Self {
+        Self {
+            signature: None,
+            allow_unsigned: true,
+        }
+    }
+}
 
 /// A published version.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -148,6 +183,7 @@ impl Registry {
         name: &str,
         version: &str,
         bytes: &[u8],
+        provenance: &Provenance,
         actor: &str,
     ) -> Result<Published> {
         check_name(name)?;
@@ -161,6 +197,7 @@ impl Registry {
         airssys_wasm_runtime::ComponentInfo::read(name, bytes)?;
         let hex = hex::encode(Sha256::digest(bytes));
         let digest = format!("sha256:{hex}");
+        let signer = self.check_provenance(name, &digest, provenance)?;
         let size = bytes.len() as u64;
         let existing: Option<String> = self
             .conn
@@ -194,13 +231,14 @@ impl Registry {
         let tx = self.begin()?;
         tx.execute(
             "INSERT INTO versions (name, version, digest, size, signer, published_ms)
-             VALUES (?1, ?2, ?3, ?4, NULL, strftime('%s','now') * 1000)",
-            params![name, version, digest, size as i64],
+             VALUES (?1, ?2, ?3, ?4, ?5, strftime('%s','now') * 1000)",
+            params![name, version, digest, size as i64, signer],
         )?;
         let details = serde_json::json!({
             "digest": digest,
             "size": size,
-            "signed": false,
+            "signer": signer,
+            "unsigned_allowed": signer.is_none(),
         });
         let head = audit::append(
             &tx,
@@ -217,6 +255,73 @@ impl Registry {
             size,
             created: true,
         })
+    }
+
+    /// The key id that signed `digest`, refusing what is unsigned (unless
+    /// allowed), signed by an untrusted key, or badly signed.
+    fn check_provenance(
+        &self,
+        name: &str,
+        digest: &str,
+        provenance: &Provenance,
+    ) -> Result<Option<String>> {
+        let Some(sig) = &provenance.signature else {
+            if provenance.allow_unsigned {
+                return Ok(None);
+            }
+            return Err(Error::Invalid(format!(
+                "{name} is unsigned: sign it (`airssys-wasm sign FILE --key KEY`), trust the key \
+                 (`airssys-wasm trust add KEY.pub`), or publish with --allow-unsigned (for development)"
+            )));
+        };
+        let signer = sig.verify(digest)?;
+        let trusted: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM trusted_keys WHERE id = ?1 AND key = ?2)",
+            params![signer.id, signer.key],
+            |r| r.get(0),
+        )?;
+        if !trusted {
+            return Err(Error::Invalid(format!(
+                "{name} is signed by key {}, which this state directory does not trust; trust it with `airssys-wasm trust add KEY.pub`",
+                signer.id
+            )));
+        }
+        Ok(Some(signer.id))
+    }
+
+    /// Trust `key`'s signatures; false when it was already trusted.
+    pub fn trust(&mut self, key: &crate::signing::PublicKey, actor: &str) -> Result<bool> {
+        let tx = self.begin()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO trusted_keys (id, key, added_ms) VALUES (?1, ?2, strftime('%s','now') * 1000)",
+            params![key.id, key.key],
+        )?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let head = audit::append(
+            &tx,
+            actor,
+            "trust",
+            &format!("key:{}", key.id),
+            &serde_json::json!({ "key": key.key }),
+        )?;
+        tx.commit(head)?;
+        Ok(true)
+    }
+
+    /// The trusted keys.
+    pub fn trusted(&self) -> Result<Vec<crate::signing::PublicKey>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, key FROM trusted_keys ORDER BY added_ms, id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(crate::signing::PublicKey {
+                id: r.get(0)?,
+                key: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// The database, for the deployment tables beside the registry's.

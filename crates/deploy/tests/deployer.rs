@@ -8,7 +8,7 @@
     reason = "tests"
 )]
 
-use airssys_wasm_deploy::{DeploySpec, Deployer, StateDir, Strategy};
+use airssys_wasm_deploy::{DeploySpec, Deployer, Provenance, StateDir, Strategy};
 use airssys_wasm_runtime::{Message, RuntimeConfig};
 use airssys_wasm_test_guests::{COUNTER, ECHO};
 
@@ -28,10 +28,16 @@ async fn deploy_upgrade_rollback_and_history() {
         let dir = StateDir::open(&state).unwrap();
         let mut d = Deployer::open(&dir, config()).unwrap();
         d.registry()
-            .publish("svc", "0.1.0", &bytes(ECHO), "t")
+            .publish("svc", "0.1.0", &bytes(ECHO), &Provenance::unsigned(), "t")
             .unwrap();
         d.registry()
-            .publish("svc", "0.2.0", &bytes(COUNTER), "t")
+            .publish(
+                "svc",
+                "0.2.0",
+                &bytes(COUNTER),
+                &Provenance::unsigned(),
+                "t",
+            )
             .unwrap();
 
         let first = d

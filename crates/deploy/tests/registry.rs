@@ -10,7 +10,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use airssys_wasm_deploy::{Error, Registry, StateDir};
+use airssys_wasm_deploy::{Error, Provenance, Registry, StateDir};
 use airssys_wasm_test_guests::{COUNTER, ECHO};
 
 fn bytes(path: &str) -> Vec<u8> {
@@ -25,23 +25,39 @@ fn versions_are_immutable_and_publishing_again_is_a_no_op() {
     assert_eq!(mode & 0o777, 0o700);
     let mut reg = Registry::open(&dir).unwrap();
     let echo = bytes(ECHO);
-    let p = reg.publish("echo", "0.1.0", &echo, "test").unwrap();
+    let p = reg
+        .publish("echo", "0.1.0", &echo, &Provenance::unsigned(), "test")
+        .unwrap();
     assert!(p.created);
     assert!(p.digest.starts_with("sha256:"));
     assert_eq!(reg.bytes("echo", "0.1.0").unwrap(), echo);
-    let again = reg.publish("echo", "0.1.0", &echo, "test").unwrap();
+    let again = reg
+        .publish("echo", "0.1.0", &echo, &Provenance::unsigned(), "test")
+        .unwrap();
     assert!(!again.created);
     assert_eq!(again.digest, p.digest);
     let err = reg
-        .publish("echo", "0.1.0", &bytes(COUNTER), "test")
+        .publish(
+            "echo",
+            "0.1.0",
+            &bytes(COUNTER),
+            &Provenance::unsigned(),
+            "test",
+        )
         .unwrap_err();
     assert!(matches!(err, Error::Immutable { .. }), "{err}");
     assert!(
         err.to_string()
             .contains("publish these bytes under a new version")
     );
-    reg.publish("echo", "0.2.0", &bytes(COUNTER), "test")
-        .unwrap();
+    reg.publish(
+        "echo",
+        "0.2.0",
+        &bytes(COUNTER),
+        &Provenance::unsigned(),
+        "test",
+    )
+    .unwrap();
     assert_eq!(reg.versions(Some("echo")).unwrap().len(), 2);
     // Two publishes recorded (the no-op and the refusal are not changes).
     let verified = reg.verify_audit().unwrap();
@@ -66,7 +82,7 @@ fn bad_names_versions_and_bytes_are_refused() {
         ("echo", "0.1.0", &b"hello"[..], "not a WebAssembly"),
     ] {
         let err = reg
-            .publish(name, version, bytes, "test")
+            .publish(name, version, bytes, &Provenance::unsigned(), "test")
             .unwrap_err()
             .to_string();
         assert!(err.contains(wanted), "{name} {version}: {err}");
@@ -170,11 +186,30 @@ fn audit_verify_catches_every_kind_of_tampering() {
         {
             let dir = StateDir::open(&state).unwrap();
             let mut reg = Registry::open(&dir).unwrap();
-            reg.publish("echo", "0.1.0", &bytes(ECHO), "test").unwrap();
-            reg.publish("echo", "0.2.0", &bytes(COUNTER), "test")
-                .unwrap();
-            reg.publish("counter", "0.1.0", &bytes(COUNTER), "test")
-                .unwrap();
+            reg.publish(
+                "echo",
+                "0.1.0",
+                &bytes(ECHO),
+                &Provenance::unsigned(),
+                "test",
+            )
+            .unwrap();
+            reg.publish(
+                "echo",
+                "0.2.0",
+                &bytes(COUNTER),
+                &Provenance::unsigned(),
+                "test",
+            )
+            .unwrap();
+            reg.publish(
+                "counter",
+                "0.1.0",
+                &bytes(COUNTER),
+                &Provenance::unsigned(),
+                "test",
+            )
+            .unwrap();
             assert_eq!(reg.verify_audit().unwrap().records, 3);
             // The table refuses changes through SQL.
             let c = rusqlite::Connection::open(state.join("registry.db")).unwrap();
