@@ -91,6 +91,8 @@ enum Command {
     Rollback(commands::deploy::RollbackArgs),
     /// Show every deployment of a component.
     History(commands::deploy::HistoryArgs),
+    /// Compare the WIT worlds of two published versions of a component.
+    Diff(commands::deploy::DiffArgs),
     /// Show the active deployment of every component.
     Status(commands::deploy::StatusArgs),
     /// List or verify the audit trail of the state directory.
@@ -162,6 +164,7 @@ fn main() -> ExitCode {
             Command::Upgrade(args) => commands::deploy::upgrade(args, host).await,
             Command::Rollback(args) => commands::deploy::rollback(args, host).await,
             Command::History(args) => commands::deploy::history(args, host),
+            Command::Diff(args) => commands::deploy::diff(args, host),
             Command::Status(args) => commands::deploy::status(args, host),
         }
     });

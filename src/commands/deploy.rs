@@ -67,6 +67,11 @@ pub(crate) struct DeployArgs {
     #[arg(value_name = "NAME@VERSION", value_parser = parse_target)]
     target: (String, String),
 
+    /// Deploy over an active version even when the WIT changes are
+    /// breaking (see `airssys-wasm diff`).
+    #[arg(long)]
+    allow_breaking: bool,
+
     #[command(flatten)]
     spec: SpecArgs,
 
@@ -90,6 +95,11 @@ pub(crate) struct UpgradeArgs {
     /// How the new version reaches traffic: immediate, blue-green, canary.
     #[arg(long, default_value = "immediate", value_name = "STRATEGY")]
     strategy: String,
+
+    /// Upgrade even when the WIT changes are breaking (see
+    /// `airssys-wasm diff`).
+    #[arg(long)]
+    allow_breaking: bool,
 
     #[command(flatten)]
     spec: SpecArgs,
@@ -126,6 +136,53 @@ pub(crate) struct HistoryArgs {
     /// Print a JSON array instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// Arguments of `diff`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Each change is compatible (an export added, an import removed), \
+breaking (an export removed or renamed, any change to a type an export uses) or needs a grant \
+(an import added). Exit status 1 when a change is breaking."
+)]
+pub(crate) struct DiffArgs {
+    /// The component.
+    #[arg(value_name = "NAME")]
+    name: String,
+    /// The older version.
+    #[arg(value_name = "A")]
+    a: String,
+    /// The newer version.
+    #[arg(value_name = "B")]
+    b: String,
+    /// Print a JSON array instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn diff(args: DiffArgs, host: Host) -> anyhow::Result<u8> {
+    let (dir, _) = deployer(&host)?;
+    let d = open(&dir, &host)?;
+    let changes = d.diff(&args.name, &args.a, &args.b)?;
+    if args.json {
+        print_json(&json!(changes))?;
+    } else if changes.is_empty() {
+        print_text(&format!(
+            "{} {} -> {}: the worlds are the same\n",
+            args.name, args.a, args.b
+        ))?;
+    } else {
+        let mut out = String::new();
+        for c in &changes {
+            out.push_str(&format!("{:<14} {}\n", c.class.to_string(), c.what));
+        }
+        print_text(&out)?;
+    }
+    Ok(if airssys_wasm_deploy::diff::breaking(&changes) {
+        crate::exit::COMPONENT
+    } else {
+        crate::exit::OK
+    })
 }
 
 /// Arguments of `status`.
@@ -177,7 +234,13 @@ pub(crate) async fn deploy(args: DeployArgs, host: Host) -> anyhow::Result<u8> {
         .spec
         .spec(name, version)?
         .unwrap_or_else(|| DeploySpec::new(name.as_str(), version.as_str()));
-    let record = d.deploy(spec, &crate::commands::publish::actor()).await?;
+    let record = d
+        .deploy(
+            spec,
+            args.allow_breaking,
+            &crate::commands::publish::actor(),
+        )
+        .await?;
     let verb = if record.parent.is_some() {
         "upgraded to"
     } else {
@@ -198,6 +261,7 @@ pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8>
             version,
             strategy,
             spec,
+            args.allow_breaking,
             &crate::commands::publish::actor(),
         )
         .await?;

@@ -119,6 +119,23 @@ fn publish_deploy_call_upgrade_history_rollback_verify() {
         ],
         None,
     ));
+    // The diff says what the upgrade changes: the counter imports the
+    // state store (a grant to give) and no longer logs.
+    let changes: serde_json::Value = serde_json::from_str(&ok(&run(
+        &["diff", "echo", "0.1.0", "0.2.0", "--json"],
+        None,
+    )))
+    .unwrap();
+    let classes: Vec<&str> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["class"].as_str().unwrap())
+        .collect();
+    assert!(
+        classes.contains(&"needs-grant") && !classes.contains(&"breaking"),
+        "{changes}"
+    );
     // Validation refuses the upgrade (a requirement not granted); 0.1.0
     // keeps serving.
     let out = run(&["upgrade", "echo@0.2.0", "--strategy", "immediate"], None);

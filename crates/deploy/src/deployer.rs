@@ -219,26 +219,37 @@ impl Deployer {
 
     /// Deploy `spec`: the first deployment of a component, or an upgrade
     /// of its active one (`immediate`). Returns the new active deployment.
-    pub async fn deploy(&mut self, spec: DeploySpec, actor: &str) -> Result<Deployment> {
+    ///
+    /// An upgrade whose WIT changes are breaking is refused unless
+    /// `allow_breaking`.
+    pub async fn deploy(
+        &mut self,
+        spec: DeploySpec,
+        allow_breaking: bool,
+        actor: &str,
+    ) -> Result<Deployment> {
         let parent = self.active_record(&spec.name)?;
         let action = if parent.is_some() {
             "upgrade"
         } else {
             "deploy"
         };
-        self.activate_new(spec, parent.map(|p| p.id), "immediate", action, actor)
+        let guard = parent.as_ref().map(|p| (p.version.clone(), allow_breaking));
+        self.activate_new(spec, parent.map(|p| p.id), guard, action, actor)
             .await
     }
 
     /// Upgrade `name` to `version` with `strategy`, keeping the active
     /// deployment's grants, limits and configuration unless `spec` is
-    /// given.
+    /// given. Breaking WIT changes ([`crate::diff`]) refuse the upgrade
+    /// unless `allow_breaking`.
     pub async fn upgrade(
         &mut self,
         name: &str,
         version: &str,
         strategy: Strategy,
         spec: Option<DeploySpec>,
+        allow_breaking: bool,
         actor: &str,
     ) -> Result<Deployment> {
         let Strategy::Immediate = strategy;
@@ -250,18 +261,22 @@ impl Deployer {
         let mut spec = spec.unwrap_or_else(|| parent.spec.clone());
         spec.name = name.to_string();
         spec.version = version.to_string();
-        self.activate_new(spec, Some(parent.id), "immediate", "upgrade", actor)
+        let guard = Some((parent.version.clone(), allow_breaking));
+        self.activate_new(spec, Some(parent.id), guard, "upgrade", actor)
             .await
     }
 
+    /// Record, validate, prepare and activate `spec`; `guard` is the
+    /// version it replaces and whether breaking changes are allowed.
     async fn activate_new(
         &mut self,
         spec: DeploySpec,
         parent: Option<i64>,
-        strategy: &str,
+        guard: Option<(String, bool)>,
         action: &str,
         actor: &str,
     ) -> Result<Deployment> {
+        let strategy = "immediate";
         let version = semver::Version::parse(&spec.version)
             .map_err(|e| {
                 Error::Invalid(format!("`{}` is not a semver version ({e})", spec.version))
@@ -275,7 +290,7 @@ impl Deployer {
             ))
         })?;
         let id = self.insert(&spec, &digest, parent, strategy, actor)?;
-        match self.validate_and_prepare(id, &spec).await {
+        match self.validate_and_prepare(id, &spec, guard).await {
             Ok(component) => {
                 let record = self.commit_active(id, parent, action, actor)?;
                 self.swap(
@@ -294,8 +309,31 @@ impl Deployer {
         }
     }
 
-    async fn validate_and_prepare(&mut self, id: i64, spec: &DeploySpec) -> Result<ComponentPre> {
+    async fn validate_and_prepare(
+        &mut self,
+        id: i64,
+        spec: &DeploySpec,
+        guard: Option<(String, bool)>,
+    ) -> Result<ComponentPre> {
         let bytes = self.registry.bytes(&spec.name, &spec.version)?;
+        if let Some((from, allow_breaking)) = guard
+            && from != spec.version
+        {
+            let old = self.registry.bytes(&spec.name, &from)?;
+            let changes = crate::diff::diff(&old, &bytes)?;
+            if crate::diff::breaking(&changes) && !allow_breaking {
+                let list: Vec<String> = changes
+                    .iter()
+                    .filter(|c| c.class == crate::diff::Class::Breaking)
+                    .map(|c| c.what.clone())
+                    .collect();
+                return Err(Error::Invalid(format!(
+                    "the upgrade from {from} to {} is breaking ({}); pass --allow-breaking to deploy it anyway",
+                    spec.version,
+                    list.join("; ")
+                )));
+            }
+        }
         let options = spec.options()?;
         let compiled = self.runtime.compile(&spec.name, &bytes)?;
         self.runtime.decide(&compiled.info, &options)?;
@@ -455,6 +493,13 @@ impl Deployer {
             )
             .optional()?
             .ok_or_else(|| Error::Invalid(format!("{name} {to} was never active here")))
+    }
+
+    /// The WIT changes from `name` `a` to `name` `b` (published versions).
+    pub fn diff(&self, name: &str, a: &str, b: &str) -> Result<Vec<crate::diff::Change>> {
+        let old = self.registry.bytes(name, a)?;
+        let new = self.registry.bytes(name, b)?;
+        crate::diff::diff(&old, &new)
     }
 
     /// Every deployment of `name`, oldest first.

@@ -28,6 +28,7 @@
 pub mod audit;
 mod blob;
 mod deployer;
+pub mod diff;
 mod error;
 mod registry;
 pub mod signing;

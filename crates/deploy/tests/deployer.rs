@@ -41,7 +41,7 @@ async fn deploy_upgrade_rollback_and_history() {
             .unwrap();
 
         let first = d
-            .deploy(DeploySpec::new("svc", "0.1.0"), "t")
+            .deploy(DeploySpec::new("svc", "0.1.0"), false, "t")
             .await
             .unwrap();
         assert_eq!(first.state, "active");
@@ -52,7 +52,7 @@ async fn deploy_upgrade_rollback_and_history() {
         // The counter requires state: upgrading without the grant fails at
         // validation, and echo keeps serving.
         let err = d
-            .upgrade("svc", "0.2.0", Strategy::Immediate, None, "t")
+            .upgrade("svc", "0.2.0", Strategy::Immediate, None, true, "t")
             .await
             .unwrap_err();
         assert!(err.to_string().contains("system-call:state"), "{err}");
@@ -62,7 +62,7 @@ async fn deploy_upgrade_rollback_and_history() {
         let mut spec = DeploySpec::new("svc", "0.2.0");
         spec.allow = vec!["system-call:state".into()];
         let up = d
-            .upgrade("svc", "0.2.0", Strategy::Immediate, Some(spec), "t")
+            .upgrade("svc", "0.2.0", Strategy::Immediate, Some(spec), true, "t")
             .await
             .unwrap();
         assert_eq!(up.parent, Some(first.id));
@@ -139,7 +139,7 @@ async fn what_cannot_be_deployed_says_why() {
     let dir = StateDir::open(root.path().join("s")).unwrap();
     let mut d = Deployer::open(&dir, config()).unwrap();
     let err = d
-        .deploy(DeploySpec::new("nope", "0.1.0"), "t")
+        .deploy(DeploySpec::new("nope", "0.1.0"), false, "t")
         .await
         .unwrap_err();
     assert!(
@@ -157,4 +157,38 @@ async fn what_cannot_be_deployed_says_why() {
             .contains("needs a running host")
     );
     assert!("sideways".parse::<Strategy>().is_err());
+
+    // An upgrade that removes an export is breaking: refused unless
+    // allowed, and the active version keeps serving.
+    d.registry()
+        .publish("lib", "0.1.0", &bytes(ECHO), &Provenance::unsigned(), "t")
+        .unwrap();
+    d.registry()
+        .publish(
+            "lib",
+            "0.2.0",
+            &bytes(airssys_wasm_test_guests::TYPES),
+            &Provenance::unsigned(),
+            "t",
+        )
+        .unwrap();
+    d.deploy(DeploySpec::new("lib", "0.1.0"), false, "t")
+        .await
+        .unwrap();
+    let changes = d.diff("lib", "0.1.0", "0.2.0").unwrap();
+    assert!(airssys_wasm_deploy::diff::breaking(&changes), "{changes:?}");
+    let err = d
+        .upgrade("lib", "0.2.0", Strategy::Immediate, None, false, "t")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is breaking") && err.contains("--allow-breaking"),
+        "{err}"
+    );
+    assert!(err.contains("export `airssys:component/handler"), "{err}");
+    assert_eq!(d.status().unwrap()[0].version, "0.1.0");
+    d.upgrade("lib", "0.2.0", Strategy::Immediate, None, true, "t")
+        .await
+        .unwrap();
 }
