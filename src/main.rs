@@ -93,6 +93,8 @@ enum Command {
     History(commands::deploy::HistoryArgs),
     /// Compare the WIT worlds of two published versions of a component.
     Diff(commands::deploy::DiffArgs),
+    /// Remove the bytes and compiled code of versions beyond the retention.
+    Gc(commands::deploy::GcArgs),
     /// Show the active deployment of every component.
     Status(commands::deploy::StatusArgs),
     /// List or verify the audit trail of the state directory.
@@ -165,6 +167,7 @@ fn main() -> ExitCode {
             Command::Rollback(args) => commands::deploy::rollback(args, host).await,
             Command::History(args) => commands::deploy::history(args, host),
             Command::Diff(args) => commands::deploy::diff(args, host),
+            Command::Gc(args) => commands::deploy::gc(args, host),
             Command::Status(args) => commands::deploy::status(args, host),
         }
     });

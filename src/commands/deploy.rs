@@ -185,6 +185,44 @@ pub(crate) fn diff(args: DiffArgs, host: Host) -> anyhow::Result<u8> {
     })
 }
 
+/// Arguments of `gc`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GcArgs {
+    /// Versions kept per component, newest first (the active one and the
+    /// one it replaced are always kept).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    keep: usize,
+
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn gc(args: GcArgs, host: Host) -> anyhow::Result<u8> {
+    let (dir, _) = deployer(&host)?;
+    let mut d = open(&dir, &host)?;
+    let c = d
+        .registry()
+        .gc(args.keep, &dir.cache(), &crate::commands::publish::actor())?;
+    if args.json {
+        print_json(&json!(c))?;
+    } else {
+        print_text(&format!(
+            "removed the bytes of {} version(s){}, {} blob file(s) and {} compiled file(s): {} bytes freed\n",
+            c.pruned.len(),
+            if c.pruned.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.pruned.join(", "))
+            },
+            c.blobs,
+            c.compiled,
+            c.bytes
+        ))?;
+    }
+    Ok(crate::exit::OK)
+}
+
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatusArgs {

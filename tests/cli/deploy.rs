@@ -184,6 +184,12 @@ fn publish_deploy_call_upgrade_history_rollback_verify() {
     assert_eq!(ok(&run(&["call", "echo@0.2.0"], None)), "1");
     let out = ok(&run(&["audit", "verify"], None));
     assert!(out.starts_with("audit trail intact: 6 record(s)"), "{out}");
+    // Nothing goes: 0.2.0 is the newest, 0.1.0 the active one.
+    let out = ok(&run(&["gc", "--keep", "1"], None));
+    assert!(
+        out.starts_with("removed the bytes of 0 version(s)"),
+        "{out}"
+    );
     let out = run(&["upgrade", "echo@0.2.0", "--strategy", "canary"], None);
     assert_clean_error(&out, 3, "needs a running host");
     let out = run(&["call", "nothing-here"], None);

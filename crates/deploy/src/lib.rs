@@ -37,5 +37,5 @@ mod state_dir;
 pub use audit::{AuditRecord, Verified};
 pub use deployer::{Active, DeploySpec, Deployer, Deployment, Strategy, find_deployment};
 pub use error::{Error, Result};
-pub use registry::{Provenance, Published, Registry};
+pub use registry::{Collected, Provenance, Published, Registry};
 pub use state_dir::StateDir;

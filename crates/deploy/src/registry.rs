@@ -51,7 +51,23 @@ const MIGRATIONS: &[&str] = &[
         key TEXT NOT NULL,
         added_ms INTEGER NOT NULL
     );",
+    // 4: versions whose bytes `gc` removed (their records stay, for history).
+    "ALTER TABLE versions ADD COLUMN pruned_ms INTEGER;",
 ];
+
+/// What `gc` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Collected {
+    /// Versions whose bytes were removed (`name@version`), beyond the
+    /// retention.
+    pub pruned: Vec<String>,
+    /// Blob files removed (pruned versions' and orphans').
+    pub blobs: usize,
+    /// Compiled-code files removed.
+    pub compiled: usize,
+    /// Bytes freed.
+    pub bytes: u64,
+}
 
 /// Where a version comes from: its signature, or the operator's explicit
 /// allowance to publish it unsigned.
@@ -122,6 +138,7 @@ impl Registry {
         };
         this.migrate()?;
         this.repair_head()?;
+        this.remove_orphans()?;
         Ok(this)
     }
 
@@ -148,6 +165,37 @@ impl Registry {
         }
         tx.pragma_update(None, "user_version", known)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Blobs no version names: written by a publish that stopped before
+    /// its row was committed (the blob is written first). The state
+    /// directory is locked, so no publish is under way.
+    fn remove_orphans(&self) -> Result<()> {
+        let named: std::collections::HashSet<String> = {
+            let mut stmt = self.conn.prepare("SELECT digest FROM versions")?;
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .map(|d| d.map(|d| d.trim_start_matches("sha256:").to_string()))
+                .collect::<Result<_, _>>()?
+        };
+        let mut removed = 0;
+        for e in std::fs::read_dir(&self.blobs)
+            .map_err(|e| Error::io(&self.blobs, e))?
+            .flatten()
+        {
+            if !named.contains(e.file_name().to_string_lossy().as_ref())
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed blobs that no version names (an interrupted publish)"
+            );
+            crate::blob::sync_dir(&self.blobs)?;
+        }
         Ok(())
     }
 
@@ -365,6 +413,16 @@ impl Registry {
             .optional()?
             .ok_or_else(|| Error::Invalid(format!("{name} {version} is not published")))?;
         let hex = digest.trim_start_matches("sha256:");
+        let pruned: Option<i64> = self.conn.query_row(
+            "SELECT pruned_ms FROM versions WHERE name = ?1 AND version = ?2",
+            params![name, version],
+            |r| r.get(0),
+        )?;
+        if pruned.is_some() {
+            return Err(Error::Invalid(format!(
+                "the bytes of {name} {version} were removed by `gc` (beyond the versions kept); publish it again to use it"
+            )));
+        }
         let path = self.blobs.join(hex);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         if hex::encode(Sha256::digest(&bytes)) != hex {
@@ -393,6 +451,107 @@ impl Registry {
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Remove what nothing needs: the bytes of versions beyond the newest
+    /// `keep` of each component (never a version with an active deployment,
+    /// nor the one the active deployment replaced: the rollback target),
+    /// blobs no version names, and compiled code (under `cache`) of no
+    /// remaining version.
+    pub fn gc(&mut self, keep: usize, cache: &Path, actor: &str) -> Result<Collected> {
+        let mut out = Collected::default();
+        let protected: std::collections::HashSet<(String, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT name, version FROM deployments WHERE state = 'active'
+                 UNION SELECT p.name, p.version FROM deployments a JOIN deployments p ON a.parent = p.id
+                 WHERE a.state = 'active'",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let live: Vec<(String, String, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT name, version, digest FROM versions WHERE pruned_ms IS NULL
+                 ORDER BY name, published_ms DESC, rowid DESC",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        let mut prune = Vec::new();
+        for (name, version, _) in &live {
+            let n = seen.entry(name.clone()).or_default();
+            *n += 1;
+            if *n > keep && !protected.contains(&(name.clone(), version.clone())) {
+                prune.push((name.clone(), version.clone()));
+            }
+        }
+        if !prune.is_empty() {
+            let tx = self.begin()?;
+            for (name, version) in &prune {
+                tx.execute(
+                    "UPDATE versions SET pruned_ms = strftime('%s','now') * 1000 WHERE name = ?1 AND version = ?2",
+                    params![name, version],
+                )?;
+                out.pruned.push(format!("{name}@{version}"));
+            }
+            let head = audit::append(
+                &tx,
+                actor,
+                "gc",
+                "registry",
+                &serde_json::json!({ "pruned": out.pruned, "keep": keep }),
+            )?;
+            tx.commit(head)?;
+        }
+        // What the remaining versions need.
+        let needed: std::collections::HashSet<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT digest FROM versions WHERE pruned_ms IS NULL")?;
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .map(|d| d.map(|d| d.trim_start_matches("sha256:").to_string()))
+                .collect::<Result<_, _>>()?
+        };
+        let mut remove = |path: &Path, out_count: &mut usize| {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(path).is_ok() {
+                *out_count += 1;
+                out.bytes += size;
+            }
+        };
+        let mut blobs = 0;
+        for e in std::fs::read_dir(&self.blobs)
+            .map_err(|e| Error::io(&self.blobs, e))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !needed.contains(&name) {
+                remove(&e.path(), &mut blobs);
+            }
+        }
+        let mut compiled = 0;
+        // Compiled code: one directory per engine, one file per digest.
+        if let Ok(engines) = std::fs::read_dir(cache) {
+            for engine in engines.flatten().filter(|e| e.path().is_dir()) {
+                for e in std::fs::read_dir(engine.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let file = e.file_name().to_string_lossy().into_owned();
+                    if let Some(digest) = file.strip_suffix(".cwasm")
+                        && !needed.contains(digest)
+                    {
+                        remove(&e.path(), &mut compiled);
+                    }
+                }
+            }
+        }
+        out.blobs = blobs;
+        out.compiled = compiled;
+        crate::blob::sync_dir(&self.blobs)?;
+        Ok(out)
     }
 
     /// The audit trail, in order.

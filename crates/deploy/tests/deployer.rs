@@ -192,3 +192,57 @@ async fn what_cannot_be_deployed_says_why() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn gc_keeps_the_newest_the_active_and_the_rollback_target() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = StateDir::open(root.path().join("s")).unwrap();
+    let mut d = Deployer::open(&dir, config()).unwrap();
+    let versions = [
+        ("0.1.0", ECHO),
+        ("0.2.0", COUNTER),
+        ("0.3.0", airssys_wasm_test_guests::TYPES),
+        ("0.4.0", airssys_wasm_test_guests::HELLO_CLI),
+    ];
+    for (v, file) in versions {
+        d.registry()
+            .publish("svc", v, &bytes(file), &Provenance::unsigned(), "t")
+            .unwrap();
+    }
+    d.deploy(DeploySpec::new("svc", "0.1.0"), false, "t")
+        .await
+        .unwrap();
+    let mut spec = DeploySpec::new("svc", "0.2.0");
+    spec.allow = vec!["system-call:state".into()];
+    d.upgrade("svc", "0.2.0", Strategy::Immediate, Some(spec), false, "t")
+        .await
+        .unwrap();
+    let stray = dir.blobs().join("0".repeat(64));
+    std::fs::write(&stray, b"left by a crash").unwrap();
+
+    let collected = d.registry().gc(1, &dir.cache(), "t").unwrap();
+    // Kept: 0.4.0 (the newest), 0.2.0 (active), 0.1.0 (what it replaced).
+    assert_eq!(collected.pruned, ["svc@0.3.0"]);
+    assert_eq!(collected.blobs, 2, "0.3.0's bytes and the stray file");
+    assert!(!stray.exists());
+    let err = d.registry().bytes("svc", "0.3.0").unwrap_err().to_string();
+    assert!(err.contains("removed by `gc`"), "{err}");
+    assert!(d.registry().bytes("svc", "0.1.0").is_ok());
+    // Rolling back still works, from the compiled-code cache.
+    let compiled = d.runtime().stats().compilations;
+    d.rollback("svc", None, "t").await.unwrap();
+    assert_eq!(d.runtime().stats().compilations, compiled);
+    d.registry().verify_audit().unwrap();
+    // After the rollback 0.2.0 is neither active nor the rollback target
+    // of the active deployment: beyond the newest one, it goes too.
+    let again = d.registry().gc(1, &dir.cache(), "t").unwrap();
+    assert_eq!(again.pruned, ["svc@0.2.0"]);
+    assert_eq!(again.compiled, 1, "its compiled code with it");
+    assert!(
+        d.registry()
+            .gc(1, &dir.cache(), "t")
+            .unwrap()
+            .pruned
+            .is_empty()
+    );
+}
