@@ -168,6 +168,30 @@ pub struct Deployer {
     registry: Registry,
     runtime: Runtime,
     active: HashMap<String, Arc<std::sync::RwLock<Option<Active>>>>,
+    last_activation: Option<Activation>,
+}
+
+/// How long the last activation took: persisting it (the transaction that
+/// retires the old deployment, activates the new one and appends the audit
+/// record, fsynced), then switching calls over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activation {
+    /// The persisted transition.
+    pub commit: std::time::Duration,
+    /// The in-process switch.
+    pub swap: std::time::Duration,
+}
+
+/// Where calls find the active version of one component: cheap to clone,
+/// shared with the threads that call.
+#[derive(Clone)]
+pub struct Route(Arc<std::sync::RwLock<Option<Active>>>);
+
+impl Route {
+    /// The active version now; a call keeps it until it ends.
+    pub fn current(&self) -> Option<Active> {
+        self.0.read().ok().and_then(|g| g.clone())
+    }
 }
 
 impl std::fmt::Debug for Deployer {
@@ -187,6 +211,7 @@ impl Deployer {
             registry,
             runtime,
             active: HashMap::new(),
+            last_activation: None,
         };
         this.fail_interrupted()?;
         Ok(this)
@@ -292,7 +317,9 @@ impl Deployer {
         let id = self.insert(&spec, &digest, parent, strategy, actor)?;
         match self.validate_and_prepare(id, &spec, guard).await {
             Ok(component) => {
+                let start = std::time::Instant::now();
                 let record = self.commit_active(id, parent, action, actor)?;
+                let committed = std::time::Instant::now();
                 self.swap(
                     &spec.name,
                     Some(Active {
@@ -300,6 +327,10 @@ impl Deployer {
                         component,
                     }),
                 );
+                self.last_activation = Some(Activation {
+                    commit: committed - start,
+                    swap: committed.elapsed(),
+                });
                 Ok(record)
             }
             Err(e) => {
@@ -565,6 +596,17 @@ impl Deployer {
         };
         self.swap(name, Some(active.clone()));
         Ok(active)
+    }
+
+    /// The route calls to `name` take (filled by `active`, `deploy`,
+    /// `upgrade` and `rollback`).
+    pub fn route(&mut self, name: &str) -> Route {
+        Route(self.slot(name))
+    }
+
+    /// How long the last deploy or upgrade took to activate.
+    pub fn last_activation(&self) -> Option<Activation> {
+        self.last_activation
     }
 
     fn slot(&mut self, name: &str) -> Arc<std::sync::RwLock<Option<Active>>> {

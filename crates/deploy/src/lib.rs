@@ -35,7 +35,9 @@ pub mod signing;
 mod state_dir;
 
 pub use audit::{AuditRecord, Verified};
-pub use deployer::{Active, DeploySpec, Deployer, Deployment, Strategy, find_deployment};
+pub use deployer::{
+    Activation, Active, DeploySpec, Deployer, Deployment, Route, Strategy, find_deployment,
+};
 pub use error::{Error, Result};
 pub use registry::{Collected, Provenance, Published, Registry};
 pub use state_dir::StateDir;

@@ -1,0 +1,219 @@
+//! Hot deployment under load, in one run: two threads call a component
+//! continuously while 100 upgrades alternate between two precompiled
+//! versions; then a deploy of a version not compiled yet, and a rollback
+//! served from the compiled-code cache.
+//!
+//! `cargo bench -p airssys-wasm-deploy --bench hot`. Results and their
+//! reading are in docs/benchmarks.md.
+
+#![allow(missing_docs, reason = "benchmark binary")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark binary"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use airssys_wasm_deploy::{DeploySpec, Deployer, Provenance, StateDir, Strategy};
+use airssys_wasm_runtime::{Message, RuntimeConfig};
+use airssys_wasm_test_guests::{COUNTER, ECHO};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = StateDir::open(root.path().join("state")).unwrap();
+    let mut d = Deployer::open(&dir, RuntimeConfig::default().max_instances(64)).unwrap();
+    let echo = std::fs::read(ECHO).unwrap();
+    let counter = std::fs::read(COUNTER).unwrap();
+    d.registry()
+        .publish("svc", "1.0.0", &echo, &Provenance::unsigned(), "bench")
+        .unwrap();
+    d.registry()
+        .publish("svc", "2.0.0", &counter, &Provenance::unsigned(), "bench")
+        .unwrap();
+    let mut v2 = DeploySpec::new("svc", "2.0.0");
+    v2.allow = vec!["system-call:state".into()];
+    let mut v1 = DeploySpec::new("svc", "1.0.0");
+    v1.allow = vec!["system-call:state".into()];
+    // Precompile both.
+    rt.block_on(d.deploy(v1.clone(), true, "bench")).unwrap();
+    rt.block_on(d.upgrade(
+        "svc",
+        "2.0.0",
+        Strategy::Immediate,
+        Some(v2.clone()),
+        true,
+        "bench",
+    ))
+    .unwrap();
+    let route = d.route("svc");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed, invalid) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (route, stop) = (route.clone(), stop.clone());
+            let (ok, failed, invalid) = (ok.clone(), failed.clone(), invalid.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    while !stop.load(Ordering::Relaxed) {
+                        let active = route.current().unwrap();
+                        match active.component.execute(Message::new("ping")).await {
+                            Ok(out) => {
+                                let body = String::from_utf8_lossy(&out.value.payload);
+                                // Echo answers the payload; the counter a count.
+                                let valid = match active.deployment.version.as_str() {
+                                    "1.0.0" => body == "ping",
+                                    _ => body.parse::<u64>().is_ok(),
+                                };
+                                let n = if valid { &ok } else { &invalid };
+                                n.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                });
+            })
+        })
+        .collect();
+
+    let started = Instant::now();
+    let compiled_before = d.runtime().stats().compilations;
+    let (mut upgrades, mut commits, mut swaps) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..100 {
+        let (version, spec) = if i % 2 == 0 {
+            ("1.0.0", &v1)
+        } else {
+            ("2.0.0", &v2)
+        };
+        let t = Instant::now();
+        rt.block_on(d.upgrade(
+            "svc",
+            version,
+            Strategy::Immediate,
+            Some(spec.clone()),
+            true,
+            "bench",
+        ))
+        .unwrap();
+        upgrades.push(t.elapsed());
+        let a = d.last_activation().unwrap();
+        commits.push(a.commit);
+        swaps.push(a.swap);
+    }
+    // Keep calling for the rest of the 10 s.
+    while started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in callers {
+        c.join().unwrap();
+    }
+    let recompiled = d.runtime().stats().compilations - compiled_before;
+
+    // A deploy of a version nobody compiled: a fresh state directory.
+    let fresh_root = tempfile::tempdir().unwrap();
+    let fresh_dir = StateDir::open(fresh_root.path().join("state")).unwrap();
+    let mut fresh = Deployer::open(&fresh_dir, RuntimeConfig::default().max_instances(8)).unwrap();
+    fresh
+        .registry()
+        .publish("new", "1.0.0", &echo, &Provenance::unsigned(), "bench")
+        .unwrap();
+    let t = Instant::now();
+    rt.block_on(fresh.deploy(DeploySpec::new("new", "1.0.0"), false, "bench"))
+        .unwrap();
+    let uncompiled = t.elapsed();
+    // The same, served from the compiled-code cache (a new process's view:
+    // the in-memory code dropped).
+    drop(fresh);
+    let mut again = Deployer::open(&fresh_dir, RuntimeConfig::default().max_instances(8)).unwrap();
+    again
+        .registry()
+        .publish("new", "1.0.1", &echo, &Provenance::unsigned(), "bench")
+        .unwrap();
+    let t = Instant::now();
+    rt.block_on(again.upgrade("new", "1.0.1", Strategy::Immediate, None, false, "bench"))
+        .unwrap();
+    let cached = t.elapsed();
+
+    // A rollback, from the cache.
+    let before = d.runtime().stats().compilations;
+    let mut rollbacks = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        rt.block_on(d.rollback("svc", None, "bench")).unwrap();
+        rollbacks.push(t.elapsed());
+    }
+    let rollback_recompiled = d.runtime().stats().compilations - before;
+
+    upgrades.sort();
+    commits.sort();
+    swaps.sort();
+    rollbacks.sort();
+    let calls = ok.load(Ordering::Relaxed);
+    println!("hot deployment, 2 calling threads, 10 s");
+    println!(
+        "  calls answered           {calls} ({:.0}/s)",
+        calls as f64 / 10.0
+    );
+    println!(
+        "  failed calls             {}",
+        failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "  answers from no version  {}",
+        invalid.load(Ordering::Relaxed)
+    );
+    println!("  recompilations           {recompiled} over 100 upgrades");
+    println!(
+        "  upgrade (validate, prepare, activate)  p50 {}  p99 {}",
+        ms(percentile(&upgrades, 0.5)),
+        ms(percentile(&upgrades, 0.99))
+    );
+    println!(
+        "  activation: persisted transition     p50 {}  p99 {}",
+        ms(percentile(&commits, 0.5)),
+        ms(percentile(&commits, 0.99))
+    );
+    println!(
+        "  activation: in-process switch        p50 {}  p99 {}",
+        ms(percentile(&swaps, 0.5)),
+        ms(percentile(&swaps, 0.99))
+    );
+    println!(
+        "  deploy, not yet compiled               {}",
+        ms(uncompiled)
+    );
+    println!("  deploy, from the compiled-code cache   {}", ms(cached));
+    println!(
+        "  rollback (20)                          p50 {}  p99 {}  recompilations {rollback_recompiled}",
+        ms(percentile(&rollbacks, 0.5)),
+        ms(percentile(&rollbacks, 0.99))
+    );
+}
