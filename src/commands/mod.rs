@@ -14,7 +14,7 @@ pub(crate) mod signing;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use airssys_wasm_deploy::{DeploySpec, Registry, StateDir};
+use airssys_wasm_deploy::{DeploySpec, Registry, SqliteState, StateDir};
 use airssys_wasm_manifest::{Manifest, Resolved, Source};
 use airssys_wasm_runtime::{
     AuditSink, Capability, ComponentInfo, Grant, Grants, HostPolicy, Limits, PrepareOptions,
@@ -173,6 +173,9 @@ pub(crate) struct Loaded {
     pub entry: Option<Resolved>,
     /// For a deployed component: what it was deployed with.
     pub deployed: Option<DeploySpec>,
+    /// For a deployed component: its state store, and the state directory,
+    /// held (locked) while the command runs.
+    pub state: Option<(std::sync::Arc<SqliteState>, StateDir)>,
 }
 
 impl Loaded {
@@ -223,6 +226,9 @@ impl Loaded {
         }
         if let Some(d) = &self.deployed {
             options = options.config(d.config.clone());
+            if let Some((state, _)) = &self.state {
+                options = options.state(state.clone(), d.name.clone());
+            }
         }
         options
     }
@@ -267,6 +273,7 @@ impl Target {
                 bytes,
                 entry: None,
                 deployed: None,
+                state: None,
             });
         };
         let m = Manifest::load(manifest).map_err(|e| InputError(e.to_string()))?;
@@ -285,6 +292,7 @@ impl Target {
             bytes,
             entry: Some(entry),
             deployed: None,
+            state: None,
         })
     }
 }
@@ -308,12 +316,14 @@ fn load_deployed(state_dir: &Path, name: &str, version: Option<&str>) -> anyhow:
     let registry = Registry::open(&dir)?;
     let d = airssys_wasm_deploy::find_deployment(&registry, name, version)?;
     let bytes = registry.bytes(name, &d.version)?;
+    let state = std::sync::Arc::new(SqliteState::open(&dir)?);
     Ok(Loaded {
         name: name.to_string(),
         origin: PathBuf::from(format!("{name}@{} (deployment {})", d.version, d.id)),
         bytes,
         entry: None,
         deployed: Some(d.spec),
+        state: Some((state, dir)),
     })
 }
 

@@ -159,7 +159,10 @@ fn publish_deploy_call_upgrade_history_rollback_verify() {
         out.starts_with("upgraded to echo 0.2.0 (deployment 3"),
         "{out}"
     );
+    // The counter's state is kept in the state directory: each process's
+    // call finds the last one's.
     assert_eq!(ok(&run(&["call", "echo"], None)), "1");
+    assert_eq!(ok(&run(&["call", "echo"], None)), "2");
     let history: serde_json::Value =
         serde_json::from_str(&ok(&run(&["history", "echo", "--json"], None))).unwrap();
     let states: Vec<&str> = history
@@ -178,10 +181,9 @@ fn publish_deploy_call_upgrade_history_rollback_verify() {
         ok(&run(&["call", "echo", "--input", "-"], Some(b"back"))),
         "back"
     );
-    // A named version that was active is callable too, with its grants.
-    // (Its state lives in the process for now: persistent state comes with
-    // the SQLite state store.)
-    assert_eq!(ok(&run(&["call", "echo@0.2.0"], None)), "1");
+    // A named version that was active is callable too, with its grants
+    // and the component's state.
+    assert_eq!(ok(&run(&["call", "echo@0.2.0"], None)), "3");
     let out = ok(&run(&["audit", "verify"], None));
     assert!(out.starts_with("audit trail intact: 6 record(s)"), "{out}");
     // Nothing goes: 0.2.0 is the newest, 0.1.0 the active one.

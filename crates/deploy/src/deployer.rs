@@ -167,6 +167,7 @@ pub struct Active {
 pub struct Deployer {
     registry: Registry,
     runtime: Runtime,
+    state: Arc<crate::state::SqliteState>,
     active: HashMap<String, Arc<std::sync::RwLock<Option<Active>>>>,
     last_activation: Option<Activation>,
 }
@@ -207,14 +208,22 @@ impl Deployer {
     pub fn open(dir: &StateDir, config: RuntimeConfig) -> Result<Self> {
         let registry = Registry::open(dir)?;
         let runtime = Runtime::new(config.cache_dir(dir.cache()))?;
+        let state = Arc::new(crate::state::SqliteState::open(dir)?);
         let this = Self {
             registry,
             runtime,
+            state,
             active: HashMap::new(),
             last_activation: None,
         };
         this.fail_interrupted()?;
         Ok(this)
+    }
+
+    /// The preparation options of `spec`, its state kept in this state
+    /// directory under the component's name.
+    pub fn options(&self, spec: &DeploySpec) -> Result<PrepareOptions> {
+        Ok(spec.options()?.state(self.state.clone(), spec.name.clone()))
     }
 
     /// The runtime calls run on.
@@ -365,7 +374,7 @@ impl Deployer {
                 )));
             }
         }
-        let options = spec.options()?;
+        let options = self.options(spec)?;
         let compiled = self.runtime.compile(&spec.name, &bytes)?;
         self.runtime.decide(&compiled.info, &options)?;
         self.set_state(id, "validated")?;
@@ -494,7 +503,7 @@ impl Deployer {
                 record.state
             )));
         }
-        let options = record.spec.options()?;
+        let options = self.options(&record.spec)?;
         let bytes = self.registry.bytes(name, &record.version)?;
         let component = self.runtime.load(name, &bytes, options).await?;
         let record = self.commit_active(target, Some(current.id), "rollback", actor)?;
@@ -586,10 +595,8 @@ impl Deployer {
             ))
         })?;
         let bytes = self.registry.bytes(name, &record.version)?;
-        let component = self
-            .runtime
-            .load(name, &bytes, record.spec.options()?)
-            .await?;
+        let options = self.options(&record.spec)?;
+        let component = self.runtime.load(name, &bytes, options).await?;
         let active = Active {
             deployment: Arc::new(record),
             component,

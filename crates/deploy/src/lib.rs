@@ -32,6 +32,7 @@ pub mod diff;
 mod error;
 mod registry;
 pub mod signing;
+mod state;
 mod state_dir;
 
 pub use audit::{AuditRecord, Verified};
@@ -40,4 +41,5 @@ pub use deployer::{
 };
 pub use error::{Error, Result};
 pub use registry::{Collected, Provenance, Published, Registry};
+pub use state::SqliteState;
 pub use state_dir::StateDir;

@@ -53,6 +53,14 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 4: versions whose bytes `gc` removed (their records stay, for history).
     "ALTER TABLE versions ADD COLUMN pruned_ms INTEGER;",
+    // 5: components' state, by component name (it carries across versions).
+    "CREATE TABLE state (
+        component TEXT NOT NULL,
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (component, bucket, key)
+    );",
 ];
 
 /// What `gc` removed.

@@ -37,10 +37,38 @@ pub(crate) struct Shared {
     /// Sorted by key, so `get` is a binary search and `get-all` a copy.
     pub config: Vec<(String, String)>,
     pub state: StateStore,
+    /// For a component that imports `wasi:keyvalue`: one call at a time.
+    pub state_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Where kept writes are stored, if anywhere.
+    pub state_backend: Option<StateBinding>,
     pub log_budget: Mutex<TokenBucket>,
 }
 
+/// Where a component's state is kept beyond the process: a namespace in a
+/// backend (the deployment engine's SQLite store).
+#[derive(Clone)]
+pub(crate) struct StateBinding {
+    pub backend: Arc<dyn crate::StateBackend>,
+    pub namespace: String,
+}
+
+/// A store for components' state that outlives the process. A call's
+/// writes reach it only when the call succeeds, all at once.
+pub trait StateBackend: Send + Sync + 'static {
+    /// Every entry kept for `namespace`: `(bucket, key, value)`.
+    fn load(&self, namespace: &str) -> Result<Vec<(String, String, Vec<u8>)>, String>;
+
+    /// Apply one call's writes atomically: `(bucket, key, value)`, `None`
+    /// deleting.
+    fn commit(
+        &self,
+        namespace: &str,
+        writes: &[(String, String, Option<Vec<u8>>)],
+    ) -> Result<(), String>;
+}
+
 impl Shared {
+    #[allow(clippy::too_many_arguments, reason = "one constructor, called once")]
     pub(crate) fn new(
         name: String,
         request: crate::policy::Request,
@@ -48,6 +76,8 @@ impl Shared {
         audit: crate::audit::Audit,
         limits: Limits,
         config: Vec<(String, String)>,
+        keeps_state: bool,
+        state_backend: Option<StateBinding>,
     ) -> Self {
         // A key given twice keeps its last value, as on a command line.
         let config: Vec<(String, String)> = config
@@ -64,6 +94,8 @@ impl Shared {
             redecided: std::sync::RwLock::new(None),
             config,
             state: StateStore::default(),
+            state_gate: keeps_state.then(Arc::default),
+            state_backend,
             log_budget: Mutex::new(TokenBucket::new(rate)),
             limits,
         }
@@ -161,6 +193,9 @@ pub struct HostCtx {
     pub(crate) grant_ends: Option<Instant>,
     /// When the call's timeout ends it.
     pub(crate) times_out: Option<Instant>,
+    /// The value each state entry had before this call first wrote it, to
+    /// undo the call's writes if it does not succeed.
+    pub(crate) state_undo: HashMap<(String, String), Option<Vec<u8>>>,
     /// Each custom capability's state for this store, by provider name.
     pub(crate) custom: HashMap<String, Box<dyn std::any::Any + Send>>,
     hooks: crate::net::OutgoingHttp,
@@ -210,6 +245,7 @@ impl HostCtx {
             shared,
             decided,
             custom: HashMap::new(),
+            state_undo: HashMap::new(),
             grant_ends: None,
             times_out: None,
             logs: Vec::new(),
@@ -401,8 +437,9 @@ impl crate::bindings::wasi::config::store::Host for HostCtx {
 }
 
 /// A component's key-value store: buckets by name, keys in order. In memory
-/// for the life of the prepared component (a persistent store arrives with
-/// the deployment registry).
+/// for the life of the prepared component, loaded from and written through
+/// to its `StateBackend` when it has one (each call's writes, when the call
+/// succeeds).
 #[derive(Default)]
 pub(crate) struct StateStore {
     inner: Mutex<StateInner>,
@@ -444,6 +481,20 @@ impl StateInner {
     }
 }
 
+/// Put back what a call's writes replaced.
+fn restore(inner: &mut StateInner, undo: HashMap<(String, String), Option<Vec<u8>>>) {
+    for ((bucket, key), before) in undo {
+        let b = inner.buckets.entry(bucket).or_default();
+        if let Some(now) = b.remove(&key) {
+            inner.bytes -= key.len() + now.len();
+        }
+        if let Some(v) = before {
+            inner.bytes += key.len() + v.len();
+            b.insert(key, v);
+        }
+    }
+}
+
 /// An open bucket, as the guest holds it.
 pub struct Bucket {
     name: String,
@@ -453,6 +504,22 @@ const LIST_PAGE: usize = 1000;
 const MAX_BUCKETS: usize = 64;
 
 impl StateStore {
+    /// Fill the store from what a backend kept (at preparation).
+    pub(crate) fn load(&self, entries: Vec<(String, String, Vec<u8>)>) {
+        let mut inner = self.lock();
+        for (bucket, key, value) in entries {
+            inner.bytes += key.len() + value.len();
+            if let Some(old) = inner
+                .buckets
+                .entry(bucket)
+                .or_default()
+                .insert(key.clone(), value)
+            {
+                inner.bytes -= key.len() + old.len();
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, StateInner> {
         // Every mutation below is completed before the guard drops; a panic
         // in between cannot happen, so a poisoned lock holds a sound map.
@@ -466,6 +533,50 @@ impl StateStore {
 }
 
 impl HostCtx {
+    /// Note what `bucket`/`key` held before this call's first write to it.
+    fn remember(&mut self, inner: &StateInner, bucket: &str, key: &str) {
+        self.state_undo
+            .entry((bucket.to_string(), key.to_string()))
+            .or_insert_with(|| inner.buckets.get(bucket).and_then(|b| b.get(key)).cloned());
+    }
+
+    /// End the call's state transaction: keep its writes (storing them in
+    /// the backend) or undo them. A backend that cannot store them undoes
+    /// them too, and the call fails.
+    pub(crate) fn finish_state(&mut self, keep: bool) -> crate::Result<()> {
+        if self.state_undo.is_empty() {
+            return Ok(());
+        }
+        let undo = std::mem::take(&mut self.state_undo);
+        let shared = self.shared.clone();
+        let mut inner = shared.state.lock();
+        if keep {
+            let Some(binding) = &shared.state_backend else {
+                return Ok(());
+            };
+            let writes: Vec<(String, String, Option<Vec<u8>>)> = undo
+                .keys()
+                .map(|(b, k)| {
+                    let now = inner.buckets.get(b).and_then(|m| m.get(k)).cloned();
+                    (b.clone(), k.clone(), now)
+                })
+                .collect();
+            match binding.backend.commit(&binding.namespace, &writes) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    restore(&mut inner, undo);
+                    return Err(crate::Error::Host {
+                        component: shared.name.clone(),
+                        context: "storing the call's state".into(),
+                        source: anyhow::anyhow!(e),
+                    });
+                }
+            }
+        }
+        restore(&mut inner, undo);
+        Ok(())
+    }
+
     fn bucket_name(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
         Ok(self.table.get(bucket)?.name.clone())
     }
@@ -481,7 +592,7 @@ impl HostCtx {
         Ok(())
     }
 
-    fn put(&self, bucket: &str, key: String, value: Vec<u8>) -> Result<(), KvError> {
+    fn put(&mut self, bucket: &str, key: String, value: Vec<u8>) -> Result<(), KvError> {
         self.check_key(&key)?;
         let limits = &self.shared.limits;
         if value.len() > limits.state_value_bytes {
@@ -491,8 +602,11 @@ impl HostCtx {
                 limits.state_value_bytes
             )));
         }
-        let mut inner = self.shared.state.lock();
-        inner.insert_within_quota(limits.state_total_bytes, bucket, key, value)
+        let quota = limits.state_total_bytes;
+        let shared = self.shared.clone();
+        let mut inner = shared.state.lock();
+        self.remember(&inner, bucket, &key);
+        inner.insert_within_quota(quota, bucket, key, value)
     }
 }
 
@@ -544,7 +658,9 @@ impl crate::bindings::wasi::keyvalue::store::HostBucket for HostCtx {
         key: String,
     ) -> wasmtime::Result<Result<(), KvError>> {
         let name = self.bucket_name(&bucket)?;
-        let mut inner = self.shared.state.lock();
+        let shared = self.shared.clone();
+        let mut inner = shared.state.lock();
+        self.remember(&inner, &name, &key);
         if let Some(v) = inner.buckets.get_mut(&name).and_then(|b| b.remove(&key)) {
             inner.bytes -= key.len() + v.len();
         }
@@ -604,7 +720,9 @@ impl crate::bindings::wasi::keyvalue::atomics::Host for HostCtx {
         }
         // Read, add and write under one lock, so concurrent calls of the same
         // component never lose an increment.
-        let mut inner = self.shared.state.lock();
+        let shared = self.shared.clone();
+        let mut inner = shared.state.lock();
+        self.remember(&inner, &name, &key);
         let current = match inner.buckets.get(&name).and_then(|b| b.get(&key)) {
             None => 0,
             Some(v) => match std::str::from_utf8(v)
@@ -680,8 +798,10 @@ impl crate::bindings::wasi::keyvalue::batch::Host for HostCtx {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), KvError>> {
         let name = self.bucket_name(&bucket)?;
-        let mut inner = self.shared.state.lock();
+        let shared = self.shared.clone();
+        let mut inner = shared.state.lock();
         for key in keys {
+            self.remember(&inner, &name, &key);
             if let Some(v) = inner.buckets.get_mut(&name).and_then(|b| b.remove(&key)) {
                 inner.bytes -= key.len() + v.len();
             }

@@ -73,7 +73,7 @@ pub use component::{
 };
 pub use config::{Limits, RuntimeConfig};
 pub use error::{Error, Result, describe_component_error};
-pub use host::LogRecord;
+pub use host::{LogRecord, StateBackend};
 pub use policy::{AMBIENT, Authority, Grant, Grants, HostPolicy, grant_hint};
 pub use prepared::{CallOutput, ComponentPre, PrepareOptions, Timings};
 pub use provider::{CapabilityProvider, Provider, StoreCtx};

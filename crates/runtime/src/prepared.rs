@@ -28,7 +28,7 @@ use crate::{Limits, capability_from_wit, dynamic};
 const STDERR_TAIL: usize = 4 << 10;
 
 /// How to prepare a component.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct PrepareOptions {
     /// Limits for every call (default: [`Limits::default`]).
@@ -38,11 +38,26 @@ pub struct PrepareOptions {
     pub config: Vec<(String, String)>,
     /// What the operator grants and denies.
     pub grants: crate::Grants,
+    /// Where the component's state is kept beyond the process: a backend
+    /// and the component's namespace in it (default: memory only).
+    pub state: Option<(std::sync::Arc<dyn crate::StateBackend>, String)>,
     /// Capabilities the component requires besides those its metadata
     /// declares (from its manifest). A component that declares nothing
     /// but is given these is held to them: grants beyond them are not
     /// given.
     pub requires: Vec<crate::Capability>,
+}
+
+impl std::fmt::Debug for PrepareOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrepareOptions")
+            .field("limits", &self.limits)
+            .field("config", &self.config)
+            .field("grants", &self.grants)
+            .field("state", &self.state.as_ref().map(|(_, ns)| ns))
+            .field("requires", &self.requires)
+            .finish()
+    }
 }
 
 impl PrepareOptions {
@@ -55,6 +70,16 @@ impl PrepareOptions {
     /// Set the grants and denials.
     pub fn grants(mut self, grants: crate::Grants) -> Self {
         self.grants = grants;
+        self
+    }
+
+    /// Keep the component's state in `backend`, under `namespace`.
+    pub fn state(
+        mut self,
+        backend: std::sync::Arc<dyn crate::StateBackend>,
+        namespace: impl Into<String>,
+    ) -> Self {
+        self.state = Some((backend, namespace.into()));
         self
     }
 
@@ -227,6 +252,18 @@ impl ComponentPre {
             .decide(std::time::SystemTime::now())
             .inspect_err(|e| audit.refused(e))?;
         let permits = Arc::new(Semaphore::new(limits.max_concurrent as usize));
+        let keeps_state = info.imports.iter().any(|i| i.starts_with("wasi:keyvalue/"));
+        let state_backend = options
+            .state
+            .map(|(backend, namespace)| crate::host::StateBinding { backend, namespace });
+        let kept = match &state_backend {
+            Some(b) => b.backend.load(&b.namespace).map_err(|e| Error::Host {
+                component: name.clone(),
+                context: "loading its state".into(),
+                source: anyhow::anyhow!(e),
+            })?,
+            None => Vec::new(),
+        };
         let shared = Arc::new(Shared::new(
             name,
             request,
@@ -234,7 +271,10 @@ impl ComponentPre {
             audit,
             limits,
             options.config,
+            keeps_state,
+            state_backend,
         ));
+        shared.state.load(kept);
         let functions = crate::component::exported_functions(runtime.engine(), component);
         let this = Self {
             inner: Arc::new(PreInner {
@@ -293,8 +333,9 @@ impl ComponentPre {
         };
         let (metadata_idx, init_idx) = (l.metadata, l.init);
         let config = self.inner.shared.config.clone();
+        let keep = |r: &(ComponentMetadata, Result<(), ComponentError>)| r.1.is_ok();
         let (metadata, init) = self
-            .with_instance(async move |store, instance| {
+            .with_instance(keep, async move |store, instance| {
                 let f = instance
                     .get_typed_func::<(), (ComponentMetadata,)>(&mut *store, &metadata_idx)?;
                 let (metadata,) = f.call_async(&mut *store, ()).await?;
@@ -362,7 +403,7 @@ impl ComponentPre {
         };
         let idx = *execute;
         let out = self
-            .with_instance(async move |store, instance| {
+            .with_instance(Result::is_ok, async move |store, instance| {
                 let f = instance.get_typed_func::<(Message,), (Result<Message, ComponentError>,)>(
                     &mut *store,
                     &idx,
@@ -399,10 +440,13 @@ impl ComponentPre {
         };
         let idx = l.health;
         Ok(self
-            .with_instance(async move |store, instance| {
-                let f = instance.get_typed_func::<(), (HealthStatus,)>(&mut *store, &idx)?;
-                Ok(f.call_async(&mut *store, ()).await?.0)
-            })
+            .with_instance(
+                |_| true,
+                async move |store, instance| {
+                    let f = instance.get_typed_func::<(), (HealthStatus,)>(&mut *store, &idx)?;
+                    Ok(f.call_async(&mut *store, ()).await?.0)
+                },
+            )
             .await?
             .value)
     }
@@ -417,10 +461,14 @@ impl ComponentPre {
         };
         let idx = l.metadata;
         Ok(self
-            .with_instance(async move |store, instance| {
-                let f = instance.get_typed_func::<(), (ComponentMetadata,)>(&mut *store, &idx)?;
-                Ok(f.call_async(&mut *store, ()).await?.0)
-            })
+            .with_instance(
+                |_| true,
+                async move |store, instance| {
+                    let f =
+                        instance.get_typed_func::<(), (ComponentMetadata,)>(&mut *store, &idx)?;
+                    Ok(f.call_async(&mut *store, ()).await?.0)
+                },
+            )
             .await?
             .value)
     }
@@ -493,14 +541,17 @@ impl ComponentPre {
         params: Vec<Val>,
         n: usize,
     ) -> Result<CallOutput<Vec<Val>>> {
-        self.with_instance(async move |store, instance| {
-            let func = instance
-                .get_func(&mut *store, index)
-                .ok_or_else(|| wasmtime::format_err!("export is not a function"))?;
-            let mut results = vec![Val::Bool(false); n];
-            func.call_async(&mut *store, &params, &mut results).await?;
-            Ok(results)
-        })
+        self.with_instance(
+            |_| true,
+            async move |store, instance| {
+                let func = instance
+                    .get_func(&mut *store, index)
+                    .ok_or_else(|| wasmtime::format_err!("export is not a function"))?;
+                let mut results = vec![Val::Bool(false); n];
+                func.call_async(&mut *store, &params, &mut results).await?;
+                Ok(results)
+            },
+        )
         .await
     }
 
@@ -584,7 +635,7 @@ impl ComponentPre {
         };
         let command = command.clone();
         let out = self
-            .with_store(Stdio::Inherit { args }, async move |store| {
+            .with_store(Stdio::Inherit { args }, Result::is_ok, async move |store| {
                 let cmd = command.instantiate_async(&mut *store).await?;
                 cmd.wasi_cli_run().call_run(&mut *store).await
             })
@@ -615,6 +666,7 @@ impl ComponentPre {
             });
         };
         let permit = self.permit()?;
+        let state_turn = self.state_turn().await?;
         let name = self.name().to_string();
         let host_err = |context: &str, e: wasmtime::Error| Error::Host {
             component: name.clone(),
@@ -642,6 +694,7 @@ impl ComponentPre {
         // permit until it ends.
         let task = tokio::spawn(async move {
             let _permit = permit;
+            let _state_turn = state_turn;
             let deadline = earlier(store.data().times_out, store.data().grant_ends);
             let run = async {
                 let p = proxy.instantiate_async(&mut store).await?;
@@ -653,6 +706,10 @@ impl ComponentPre {
                 Some(at) => tokio::time::timeout_at(at.into(), run).await,
                 None => Ok(run.await),
             };
+            let ok = matches!(r, Ok(Ok(())));
+            if let Err(e) = store.data_mut().finish_state(ok) {
+                return Err(stopped(&audit, e));
+            }
             let e = match r {
                 Ok(Ok(())) => {
                     audit.flush();
@@ -845,12 +902,12 @@ impl ComponentPre {
 
     /// Instantiate in a fresh store (capturing stdio) and run `f` on the
     /// instance.
-    async fn with_instance<T, F>(&self, f: F) -> Result<CallOutput<T>>
+    async fn with_instance<T, F>(&self, keep: fn(&T) -> bool, f: F) -> Result<CallOutput<T>>
     where
         F: AsyncFnOnce(&mut Store<HostCtx>, &wasmtime::component::Instance) -> wasmtime::Result<T>,
     {
         let pre = &self.inner.pre;
-        self.with_store(Stdio::Capture, async move |store| {
+        self.with_store(Stdio::Capture, keep, async move |store| {
             let instance = pre.instantiate_async(&mut *store).await?;
             store.data_mut().instantiated = Some(Instant::now());
             f(store, &instance).await
@@ -859,12 +916,22 @@ impl ComponentPre {
     }
 
     /// Run `f` on a fresh store, under the timeout and the concurrency cap,
-    /// classifying every failure.
-    async fn with_store<T, F>(&self, stdio: Stdio, f: F) -> Result<CallOutput<T>>
+    /// classifying every failure. The call's state writes are kept when it
+    /// ends and `keep` says its result is a success, and undone otherwise
+    /// (a trap, a timeout, an error returned).
+    async fn with_store<T, F>(
+        &self,
+        stdio: Stdio,
+        keep: fn(&T) -> bool,
+        f: F,
+    ) -> Result<CallOutput<T>>
     where
         F: AsyncFnOnce(&mut Store<HostCtx>) -> wasmtime::Result<T>,
     {
         let _permit = self.permit()?;
+        // Calls of a component that keeps state run one at a time, so each
+        // call's writes are kept or undone as a unit.
+        let _state_turn = self.state_turn().await?;
         let limits = &self.inner.shared.limits;
         let start = Instant::now();
         let (mut store, stdout, stderr) = self.new_store(stdio)?;
@@ -879,6 +946,10 @@ impl ComponentPre {
             }
         };
         let audit = &self.inner.shared.audit;
+        // A call that does not end well leaves no state behind.
+        if !matches!(result, Ok(Ok(_))) {
+            let _ = store.data_mut().finish_state(false);
+        }
         let value = match result {
             Err(()) => {
                 let e = self.grant_ended(&store).unwrap_or_else(|| Error::Timeout {
@@ -896,6 +967,7 @@ impl ComponentPre {
             }
             Ok(Ok(v)) => v,
         };
+        store.data_mut().finish_state(keep(&value))?;
         audit.flush();
         let end = Instant::now();
         let (stdout, stdout_bytes) = stdout.map(|c| c.take()).unwrap_or_default();
@@ -942,6 +1014,30 @@ fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl ComponentPre {
+    /// Wait for this component's turn to run a call that may write state
+    /// (no wait for one that imports no state interface). The wait is
+    /// bounded by the call's timeout.
+    async fn state_turn(&self) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+        let Some(gate) = &self.inner.shared.state_gate else {
+            return Ok(None);
+        };
+        let limits = &self.inner.shared.limits;
+        let wait = gate.clone().lock_owned();
+        match limits.timeout_at() {
+            None => Ok(Some(wait.await)),
+            Some(at) => tokio::time::timeout_at(at.into(), wait)
+                .await
+                .map(Some)
+                .map_err(|_| Error::Overloaded {
+                    component: self.name().to_string(),
+                    reason: format!(
+                        "another call was still running after {} (calls of a component that keeps state run one at a time)",
+                        humantime::format_duration(limits.timeout)
+                    ),
+                }),
+        }
+    }
+
     /// The error of a call stopped because a grant it held ended: the
     /// grant's end came, and came before the call's own deadline.
     fn grant_ended(&self, store: &Store<HostCtx>) -> Option<Error> {

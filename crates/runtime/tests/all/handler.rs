@@ -254,3 +254,66 @@ async fn a_grant_that_ends_during_a_call_ends_the_call() {
     let err = guest.execute(text("echo")).await.unwrap_err();
     assert!(err.to_string().contains("its grant ended at"), "{err}");
 }
+
+/// A call's writes are kept when it succeeds and undone when it traps or
+/// returns an error, as CosmWasm does; kept writes reach the backend.
+#[tokio::test]
+async fn state_writes_commit_with_the_call_and_persist_through_a_backend() {
+    /// `(bucket, key, value)`, `None` deleted.
+    type Entry = (String, String, Option<Vec<u8>>);
+    #[derive(Default)]
+    struct Memory(std::sync::Mutex<Vec<Entry>>);
+    impl airssys_wasm_runtime::StateBackend for Memory {
+        fn load(&self, _: &str) -> Result<Vec<(String, String, Vec<u8>)>, String> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|(b, k, v)| Some((b.clone(), k.clone(), v.clone()?)))
+                .collect())
+        }
+        fn commit(&self, _: &str, w: &[(String, String, Option<Vec<u8>>)]) -> Result<(), String> {
+            let mut all = self.0.lock().unwrap();
+            for (b, k, v) in w {
+                all.retain(|(b2, k2, _)| !(b2 == b && k2 == k));
+                all.push((b.clone(), k.clone(), v.clone()));
+            }
+            Ok(())
+        }
+    }
+    let backend = std::sync::Arc::new(Memory::default());
+    let opts = || {
+        crate::opts()
+            .limits(test_limits())
+            .state(backend.clone(), "misbehave")
+    };
+    let guest = load(MISBEHAVE, opts()).await;
+    let get = async |g: &airssys_wasm_runtime::ComponentPre| {
+        let out = g.execute(text("state-get")).await.unwrap();
+        String::from_utf8(out.value.payload).unwrap()
+    };
+    assert_eq!(get(&guest).await, "absent");
+    assert!(guest.execute(text("state-set-then-panic")).await.is_err());
+    assert_eq!(
+        get(&guest).await,
+        "absent",
+        "a trap undoes the call's writes"
+    );
+    assert!(
+        backend.0.lock().unwrap().is_empty(),
+        "and nothing reached the backend"
+    );
+    let err = guest
+        .execute(text("state-set-then-error"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Guest { .. }), "{err}");
+    assert_eq!(get(&guest).await, "absent", "an error undoes them too");
+    guest.execute(text("state-set")).await.unwrap();
+    assert_eq!(get(&guest).await, "written");
+    assert_eq!(guest.state_bytes(), "k".len() + "written".len());
+    // A new preparation (a restart) finds what was kept.
+    let again = load(MISBEHAVE, opts()).await;
+    assert_eq!(get(&again).await, "written");
+}

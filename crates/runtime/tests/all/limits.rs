@@ -27,17 +27,26 @@ async fn an_endless_loop_times_out() {
 
 #[tokio::test]
 async fn a_loop_does_not_block_other_calls() {
-    // Two loops and an echo on a current-thread executor: the loops yield at
-    // every epoch tick, so the echo is served while they spin.
+    // A loop and an echo of another component on a current-thread
+    // executor: the loop yields at every epoch tick, so the echo is served
+    // while it spins.
     let g = guest(test_limits().timeout(Duration::from_secs(2))).await;
-    let (a, b, c) = tokio::join!(
-        g.execute(text("loop")),
-        g.execute(text("loop")),
-        g.execute(text("echo"))
-    );
+    let echo = crate::load(airssys_wasm_test_guests::ECHO, crate::opts()).await;
+    let (a, c) = tokio::join!(g.execute(text("loop")), echo.execute(text("echo")));
     assert!(matches!(a, Err(Error::Timeout { .. })));
-    assert!(matches!(b, Err(Error::Timeout { .. })));
     assert_eq!(c.unwrap().value.payload, b"echo");
+    // Calls of a component that keeps state run one at a time: a second
+    // loop waits for the first to end (a lower bound, whatever the
+    // machine's speed).
+    let g = guest(test_limits().timeout(Duration::from_millis(300))).await;
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(g.execute(text("loop")), g.execute(text("loop")));
+    assert!(matches!(a, Err(Error::Timeout { .. })), "{a:?}");
+    assert!(matches!(b, Err(Error::Timeout { .. })), "{b:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "the loops ran one after the other"
+    );
 }
 
 #[tokio::test]
@@ -232,9 +241,12 @@ async fn an_exhausted_pool_is_overloaded_not_a_crash() {
         crate::opts().limits(test_limits().timeout(Duration::from_millis(500))),
     )
     .await;
+    // Another component: calls of one that keeps state run one at a time,
+    // so the second call must come from elsewhere to find the pool full.
+    let echo = load_in(&rt, airssys_wasm_test_guests::ECHO, crate::opts()).await;
     let (a, b) = tokio::join!(g.execute(text("sleep")), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        g.execute(text("echo")).await
+        echo.execute(text("echo")).await
     });
     assert!(matches!(a, Err(Error::Timeout { .. })));
     assert!(matches!(b, Err(Error::Overloaded { .. })), "{b:?}");

@@ -32,7 +32,7 @@ use airssys_wasm_sdk::{
     ComponentError, Handler, Lifecycle, Message, component, config, log, messaging, state,
 };
 
-const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, config, exit, env, message, get-many, entropy";
+const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, state-set, state-set-then-panic, state-set-then-error, state-get, config, exit, env, message, get-many, entropy";
 const MIB: usize = 1 << 20;
 
 #[component(
@@ -80,6 +80,27 @@ impl Handler for Misbehave {
             "files" => Ok(Message::text(hoard_resources())),
             "log-flood" => Ok(Message::text(log_flood())),
             "state-big" => Ok(Message::text(state_big())),
+            // A write, kept only when the call succeeds.
+            "state-set" => {
+                state::set("k", b"written")?;
+                Ok(Message::text("set"))
+            }
+            "state-set-then-panic" => {
+                state::set("k", b"lost")?;
+                panic!("misbehave: asked to panic after writing state")
+            }
+            "state-set-then-error" => {
+                state::set("k", b"lost")?;
+                state::delete("count")?;
+                Err(ComponentError::Failed(
+                    "asked to fail after writing state".into(),
+                ))
+            }
+            "state-get" => Ok(Message::text(
+                state::get("k")?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_else(|| "absent".into()),
+            )),
             "config" => {
                 let pairs = config::get_all()?;
                 Ok(Message::text(lines(pairs)))
