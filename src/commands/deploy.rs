@@ -254,7 +254,7 @@ fn open(dir: &StateDir, host: &Host) -> anyhow::Result<Deployer> {
 
 fn report(verb: &str, d: &Deployment, json: bool) -> anyhow::Result<u8> {
     if json {
-        print_json(&serde_json::to_value(d)?)?;
+        print_json(&serde_json::to_value(d.redacted())?)?;
     } else {
         print_text(&format!(
             "{verb} {} {} (deployment {}, {}); it is active\n",
@@ -328,7 +328,11 @@ fn time(ms: i64) -> String {
 pub(crate) fn history(args: HistoryArgs, host: Host) -> anyhow::Result<u8> {
     let (dir, _) = deployer(&host)?;
     let d = open(&dir, &host)?;
-    let records = d.history(&args.name)?;
+    let records: Vec<Deployment> = d
+        .history(&args.name)?
+        .iter()
+        .map(Deployment::redacted)
+        .collect();
     if args.json {
         print_json(&serde_json::to_value(&records)?)?;
         return Ok(crate::exit::OK);
@@ -361,7 +365,7 @@ pub(crate) fn history(args: HistoryArgs, host: Host) -> anyhow::Result<u8> {
 pub(crate) fn status(args: StatusArgs, host: Host) -> anyhow::Result<u8> {
     let (dir, _) = deployer(&host)?;
     let d = open(&dir, &host)?;
-    let active = d.status()?;
+    let active: Vec<Deployment> = d.status()?.iter().map(Deployment::redacted).collect();
     if args.json {
         print_json(&json!(active))?;
         return Ok(crate::exit::OK);

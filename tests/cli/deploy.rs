@@ -152,6 +152,8 @@ fn publish_deploy_call_upgrade_history_rollback_verify() {
             "immediate",
             "--allow",
             "state",
+            "--config",
+            "api-token=s3cret",
         ],
         None,
     ));
@@ -172,6 +174,14 @@ fn publish_deploy_call_upgrade_history_rollback_verify() {
         .map(|d| d["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["retired", "failed", "active"]);
+    // Configuration values may be secrets: never echoed, nor in the trail.
+    let shown = history.to_string();
+    assert!(
+        !shown.contains("s3cret") && shown.contains("api-token"),
+        "{shown}"
+    );
+    assert!(!ok(&run(&["audit", "list", "--json"], None)).contains("s3cret"));
+    assert!(!ok(&run(&["status", "--json"], None)).contains("s3cret"));
     let out = ok(&run(&["rollback", "echo"], None));
     assert!(
         out.starts_with("rolled back to echo 0.1.0 (deployment 1"),

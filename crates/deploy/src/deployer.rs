@@ -154,6 +154,18 @@ pub struct Deployment {
     pub updated_ms: i64,
 }
 
+impl Deployment {
+    /// The record as it may be shown: configuration values (which may be
+    /// secrets) replaced by their sha256.
+    pub fn redacted(&self) -> Self {
+        let mut d = self.clone();
+        for (_, v) in &mut d.spec.config {
+            *v = crate::signing::digest(v.as_bytes());
+        }
+        d
+    }
+}
+
 /// The active version of one component, for calls in this process.
 #[derive(Clone)]
 pub struct Active {
