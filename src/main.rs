@@ -151,6 +151,7 @@ fn main() -> ExitCode {
             state_dir: cli.state_dir.clone().or_else(default_state_dir),
             policy,
             audit: None,
+            collect: None,
         };
         match cli.command {
             Command::Run(args) => commands::run::main(args, host).await,

@@ -82,6 +82,14 @@ pub(crate) struct Args {
 pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
     host.audit = args.audit.format(args.json);
     let loaded = args.target.load(&host)?;
+    if loaded.state.is_some() {
+        host.collect = Some(Default::default());
+    }
+    let result = call(&args, &host, &loaded).await;
+    loaded.record_events(&host, result)
+}
+
+async fn call(args: &Args, host: &Host, loaded: &super::Loaded) -> anyhow::Result<u8> {
     let name = loaded.name.clone();
     // Read the input before compiling, so a bad --input fails fast.
     let payload = read_input(args.input.as_deref())?;
@@ -91,7 +99,7 @@ pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
             .map_err(|e| InputError(format!("--args is not valid JSON: {e}")))?,
     };
     let fuel = args.limits.fuel.is_some() || loaded.fuel();
-    let rt = runtime(&host, fuel)?;
+    let rt = runtime(host, fuel)?;
     let limits = args.limits.limits(loaded.limits(rt.default_limits()));
     let mut options = loaded.options(args.grants.grants(loaded.grants()?, &[]), limits);
     // Flags come after the manifest: a key given in both keeps the flag's.
@@ -125,7 +133,7 @@ pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
     }
 
     if pre.info().kind == WorldKind::HttpProxy {
-        return http_call(&pre, &args, payload).await;
+        return http_call(&pre, args, payload).await;
     }
     if args.path.is_some() || args.method.is_some() {
         bail!(InputError(format!(

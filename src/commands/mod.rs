@@ -17,8 +17,8 @@ use std::time::Duration;
 use airssys_wasm_deploy::{DeploySpec, Registry, SqliteState, StateDir};
 use airssys_wasm_manifest::{Manifest, Resolved, Source};
 use airssys_wasm_runtime::{
-    AuditSink, Capability, ComponentInfo, Grant, Grants, HostPolicy, Limits, PrepareOptions,
-    Runtime, RuntimeConfig,
+    AuditEvent, AuditSink, Capability, ComponentInfo, Grant, Grants, HostPolicy, Limits,
+    PrepareOptions, Runtime, RuntimeConfig,
 };
 use anyhow::Context;
 
@@ -368,6 +368,9 @@ pub(crate) struct Host {
     pub state_dir: Option<PathBuf>,
     pub policy: HostPolicy,
     pub audit: Option<AuditFormat>,
+    /// Audit events to keep (for a deployed component: they go to the
+    /// state directory's trail when the command ends).
+    pub collect: Option<std::sync::Arc<std::sync::Mutex<Vec<AuditEvent>>>>,
 }
 
 /// How audit events are printed (to stderr).
@@ -402,16 +405,35 @@ impl AuditArgs {
     }
 }
 
-/// The sink that prints audit events to stderr.
-fn audit_sink(format: AuditFormat) -> AuditSink {
-    AuditSink::new(move |event| {
-        use std::io::Write;
-        let line = match format {
-            AuditFormat::Json => serde_json::to_string(&event).unwrap_or_default(),
-            _ => format!("audit: {event}"),
+/// Print an audit event to stderr.
+fn print_event(format: AuditFormat, event: &AuditEvent) {
+    use std::io::Write;
+    let line = match format {
+        AuditFormat::Json => serde_json::to_string(event).unwrap_or_default(),
+        _ => format!("audit: {event}"),
+    };
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+impl Loaded {
+    /// For a deployed component, keep what the host recorded in the state
+    /// directory's audit trail; `result` is the command's, passed on.
+    pub(crate) fn record_events<T>(
+        &self,
+        host: &Host,
+        result: anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let (Some((_, dir)), Some(collected)) = (&self.state, &host.collect) else {
+            return result;
         };
-        let _ = writeln!(std::io::stderr(), "{line}");
-    })
+        let events = std::mem::take(&mut *collected.lock().unwrap_or_else(|p| p.into_inner()));
+        let recorded = Registry::open(dir).and_then(|mut r| r.record_events(&events));
+        match (result, recorded) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(e)) => Err(anyhow::Error::new(e).context("recording audit events")),
+            (Err(e), _) => Err(e),
+        }
+    }
 }
 
 /// A runtime for one CLI command.
@@ -419,8 +441,19 @@ pub(crate) fn runtime(host: &Host, fuel: bool) -> anyhow::Result<Runtime> {
     let mut config = RuntimeConfig::default()
         .fuel(fuel)
         .policy(host.policy.clone());
-    if let Some(format) = host.audit {
-        config = config.audit(audit_sink(format));
+    let print = host.audit;
+    let collect = host.collect.clone();
+    if print.is_some() || collect.is_some() {
+        config = config.audit(AuditSink::new(move |event| {
+            if let Some(format) = print {
+                print_event(format, &event);
+            }
+            if let Some(c) = &collect
+                && let Ok(mut c) = c.lock()
+            {
+                c.push(event);
+            }
+        }));
     }
     let cache_dir = host.cache_dir.clone();
     if let Some(dir) = cache_dir {

@@ -32,8 +32,16 @@ pub(crate) struct Args {
 pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
     host.audit = args.audit.format(false);
     let loaded = args.target.load(&host)?;
+    if loaded.state.is_some() {
+        host.collect = Some(Default::default());
+    }
+    let result = run(&args, &host, &loaded).await;
+    loaded.record_events(&host, result)
+}
+
+async fn run(args: &Args, host: &Host, loaded: &super::Loaded) -> anyhow::Result<u8> {
     let fuel = args.limits.fuel.is_some() || loaded.fuel();
-    let rt = runtime(&host, fuel)?;
+    let rt = runtime(host, fuel)?;
     // Like `wasmtime run`, a command runs until it ends unless told otherwise.
     let limits = args
         .limits
@@ -46,8 +54,8 @@ pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
     let options = loaded.options(grants, limits);
     let pre = rt.load(&loaded.name, &loaded.bytes, options).await?;
     loaded.check_version(pre.info())?;
-    let mut argv = vec![loaded.name];
-    argv.extend(args.args);
+    let mut argv = vec![loaded.name.clone()];
+    argv.extend(args.args.iter().cloned());
     let code = pre.run(argv).await?;
     // Exit statuses above 255 wrap on Unix anyway; keep the low byte.
     Ok((code & 0xff) as u8)

@@ -270,3 +270,67 @@ fn signed_publishing_with_a_trusted_key() {
     assert!(details["signer"].is_string(), "{details}");
     assert_eq!(details["unsigned_allowed"], false);
 }
+
+/// What the host denies a deployed component goes into the state
+/// directory's audit trail.
+#[test]
+fn denials_of_deployed_components_are_in_the_trail() {
+    let cli = Cli::new();
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path().join("state");
+    let s = s.to_str().unwrap();
+    let run = |args: &[&str], input: Option<&[u8]>| {
+        let mut all = vec!["--state-dir", s];
+        all.extend_from_slice(args);
+        match input {
+            Some(i) => cli.run_with_stdin(&all, i),
+            None => cli.run(&all),
+        }
+    };
+    let mb = airssys_wasm_test_guests::MISBEHAVE;
+    let out = run(
+        &[
+            "publish",
+            mb,
+            "--name",
+            "mb",
+            "--version",
+            "0.1.0",
+            "--allow-unsigned",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(
+        &[
+            "deploy",
+            "mb@0.1.0",
+            "--allow",
+            "state",
+            "--allow",
+            "config",
+            "--allow",
+            "messaging:send:other",
+            "--allow",
+            "messaging:publish:news",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["call", "mb", "--input", "-"], Some(b"message"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["audit", "list", "--json"], None);
+    let denied: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["action"] == "denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{}", stdout(&out));
+    assert_eq!(denied[0]["subject"], "mb@0.1.0");
+    assert_eq!(denied[0]["actor"], "host");
+    let details: serde_json::Value =
+        serde_json::from_str(denied[0]["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["capability"], "messaging:request:other");
+    let out = run(&["audit", "verify"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -562,6 +562,38 @@ impl Registry {
         Ok(out)
     }
 
+    /// Append audit events the runtime recorded (denials, refusals, limits
+    /// that stopped calls) to the trail, in one transaction.
+    pub fn record_events(&mut self, events: &[airssys_wasm_runtime::AuditEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tx = self.begin()?;
+        let mut head = None;
+        for e in events {
+            let decision = serde_json::to_value(e.decision)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "denied".into());
+            let subject = match &e.version {
+                Some(v) => format!("{}@{v}", e.component),
+                None => e.component.clone(),
+            };
+            let details = serde_json::json!({
+                "capability": e.capability,
+                "target": e.target,
+                "reason": e.reason,
+                "suppressed": e.suppressed,
+                "time": humantime_ms(e.time),
+            });
+            head = Some(audit::append(&tx, "host", &decision, &subject, &details)?);
+        }
+        match head {
+            Some(h) => tx.commit(h),
+            None => Ok(()),
+        }
+    }
+
     /// The audit trail, in order.
     pub fn audit(&self) -> Result<Vec<AuditRecord>> {
         audit::list(&self.conn)
@@ -604,6 +636,13 @@ impl RegistryTx<'_> {
         std::fs::rename(&next, &self.head).map_err(|e| Error::io(&self.head, e))?;
         crate::blob::sync_dir(parent(&self.head))
     }
+}
+
+/// Milliseconds since 1970 of `t`.
+fn humantime_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Where the next head waits for its commit.
