@@ -4,17 +4,23 @@ use airssys_wasm_test_guests::{COUNTER, ECHO};
 
 use crate::{Cli, assert_clean_error, stderr, stdout};
 
+/// Run `airssys-wasm --state-dir S ARGS`, with `input` on stdin if given.
+fn on(cli: &Cli, s: &str, args: &[&str], input: Option<&[u8]>) -> std::process::Output {
+    let mut all = vec!["--state-dir", s];
+    all.extend_from_slice(args);
+    match input {
+        Some(i) => cli.run_with_stdin(&all, i),
+        None => cli.run(&all),
+    }
+}
+
 #[test]
 fn publish_is_immutable_and_audited() {
     let cli = Cli::new();
     let state = tempfile::tempdir().unwrap();
     let s = state.path().join("state");
     let s = s.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let mut all = vec!["--state-dir", s];
-        all.extend_from_slice(args);
-        cli.run(&all)
-    };
+    let run = |args: &[&str]| on(&cli, s, args, None);
     let publish = |file: &str, version: &str| {
         run(&[
             "publish",
@@ -74,14 +80,7 @@ fn publish_deploy_call_upgrade_history_rollback_verify() {
     let state = tempfile::tempdir().unwrap();
     let s = state.path().join("state");
     let s = s.to_str().unwrap();
-    let run = |args: &[&str], input: Option<&[u8]>| {
-        let mut all = vec!["--state-dir", s];
-        all.extend_from_slice(args);
-        match input {
-            Some(i) => cli.run_with_stdin(&all, i),
-            None => cli.run(&all),
-        }
-    };
+    let run = |args: &[&str], input: Option<&[u8]>| on(&cli, s, args, input);
     let ok = |o: &std::process::Output| {
         assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
         stdout(o)
@@ -215,11 +214,7 @@ fn signed_publishing_with_a_trusted_key() {
     let w = work.path();
     let s = w.join("state");
     let s = s.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let mut all = vec!["--state-dir", s];
-        all.extend_from_slice(args);
-        cli.run(&all)
-    };
+    let run = |args: &[&str]| on(&cli, s, args, None);
     let file = w.join("echo.wasm");
     std::fs::copy(ECHO, &file).unwrap();
     let file = file.to_str().unwrap();
@@ -279,14 +274,7 @@ fn denials_of_deployed_components_are_in_the_trail() {
     let state = tempfile::tempdir().unwrap();
     let s = state.path().join("state");
     let s = s.to_str().unwrap();
-    let run = |args: &[&str], input: Option<&[u8]>| {
-        let mut all = vec!["--state-dir", s];
-        all.extend_from_slice(args);
-        match input {
-            Some(i) => cli.run_with_stdin(&all, i),
-            None => cli.run(&all),
-        }
-    };
+    let run = |args: &[&str], input: Option<&[u8]>| on(&cli, s, args, input);
     let mb = airssys_wasm_test_guests::MISBEHAVE;
     let out = run(
         &[

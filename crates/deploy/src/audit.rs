@@ -136,11 +136,16 @@ pub(crate) fn append(
     Ok((seq, hash))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+/// Milliseconds since 1970 of `t` (0 before it).
+pub(crate) fn ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Milliseconds since 1970, now.
+pub(crate) fn now_ms() -> i64 {
+    ms(std::time::SystemTime::now())
 }
 
 /// The head as written in `audit.head`: `SEQ HASH`.

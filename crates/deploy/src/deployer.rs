@@ -252,7 +252,7 @@ impl Deployer {
         let n = self.registry.conn().execute(
             "UPDATE deployments SET state = 'failed', reason = 'interrupted: the process stopped before it became active', updated_ms = ?1
              WHERE state IN ('submitted', 'validated', 'prepared')",
-            params![now_ms()],
+            params![crate::audit::now_ms()],
         )?;
         if n > 0 {
             tracing::warn!(
@@ -404,7 +404,7 @@ impl Deployer {
         actor: &str,
     ) -> Result<i64> {
         let spec_json = serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
-        let now = now_ms();
+        let now = crate::audit::now_ms();
         self.registry.conn().execute(
             "INSERT INTO deployments (name, version, digest, spec, strategy, parent, state, actor, created_ms, updated_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'submitted', ?7, ?8, ?8)",
@@ -416,7 +416,7 @@ impl Deployer {
     fn set_state(&self, id: i64, state: &str) -> Result<()> {
         self.registry.conn().execute(
             "UPDATE deployments SET state = ?1, updated_ms = ?2 WHERE id = ?3",
-            params![state, now_ms(), id],
+            params![state, crate::audit::now_ms(), id],
         )?;
         Ok(())
     }
@@ -430,7 +430,7 @@ impl Deployer {
         action: &str,
         actor: &str,
     ) -> Result<Deployment> {
-        let now = now_ms();
+        let now = crate::audit::now_ms();
         let record = {
             let tx = self.registry.begin()?;
             if let Some(old) = retire {
@@ -472,7 +472,7 @@ impl Deployer {
         let tx = self.registry.begin()?;
         tx.execute(
             "UPDATE deployments SET state = 'failed', reason = ?1, updated_ms = ?2 WHERE id = ?3",
-            params![e.to_string(), now_ms(), id],
+            params![e.to_string(), crate::audit::now_ms(), id],
         )?;
         let details = serde_json::json!({ "deployment": id, "failed": e.to_string() });
         let subject = format!("{}@{}", spec.name, spec.version);
@@ -708,11 +708,4 @@ fn read(conn: &rusqlite::Connection, id: i64) -> Result<Deployment> {
         ))
     })?;
     Ok(record)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -584,7 +584,7 @@ impl Registry {
                 "target": e.target,
                 "reason": e.reason,
                 "suppressed": e.suppressed,
-                "time": humantime_ms(e.time),
+                "time": audit::ms(e.time),
             });
             head = Some(audit::append(&tx, "host", &decision, &subject, &details)?);
         }
@@ -636,13 +636,6 @@ impl RegistryTx<'_> {
         std::fs::rename(&next, &self.head).map_err(|e| Error::io(&self.head, e))?;
         crate::blob::sync_dir(parent(&self.head))
     }
-}
-
-/// Milliseconds since 1970 of `t`.
-fn humantime_ms(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Where the next head waits for its commit.

@@ -24,8 +24,14 @@ fn component(world: &str) -> Vec<u8> {
          interface extra {{ ping: func() -> string; }}
          {world}"
     );
+    encode(&wit)
+}
+
+/// The component of the only world in `wit`: a dummy core module with the
+/// world's metadata, encoded by wit-component.
+fn encode(wit: &str) -> Vec<u8> {
     let mut resolve = wit_parser::Resolve::default();
-    let pkg = resolve.push_str("test.wit", &wit).unwrap();
+    let pkg = resolve.push_str("test.wit", wit).unwrap();
     let world = resolve.select_world(&[pkg], None).unwrap();
     let mut module =
         wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
@@ -168,24 +174,7 @@ fn component_with(world: &str, from: &str, to: &str) -> Vec<u8> {
          {world}"
     )
     .replace(from, to);
-    let mut resolve = wit_parser::Resolve::default();
-    let pkg = resolve.push_str("test.wit", &wit).unwrap();
-    let w = resolve.select_world(&[pkg], None).unwrap();
-    let mut module =
-        wit_component::dummy_module(&resolve, w, wit_parser::ManglingAndAbi::Standard32);
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        w,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap();
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .unwrap()
-        .validate(true)
-        .encode()
-        .unwrap()
+    encode(&wit)
 }
 
 #[test]
