@@ -21,7 +21,14 @@ pub(crate) fn error_chain(e: &anyhow::Error) -> String {
 
 /// The exit status for an error, by what the user must fix.
 pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
-    match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
+    // A runtime error inside a deployment error is judged as itself.
+    let inner = e
+        .chain()
+        .find_map(|c| match c.downcast_ref::<airssys_wasm_deploy::Error>() {
+            Some(airssys_wasm_deploy::Error::Component(r)) => Some(r),
+            _ => None,
+        });
+    match inner.or_else(|| e.chain().find_map(|c| c.downcast_ref::<Error>())) {
         Some(
             Error::NotAComponent { .. }
             | Error::InvalidComponent { .. }
@@ -42,7 +49,6 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
                 Some(
                     airssys_wasm_deploy::Error::Invalid(_)
                         | airssys_wasm_deploy::Error::Immutable { .. }
-                        | airssys_wasm_deploy::Error::Component(_)
                 )
             )
         }) =>

@@ -51,11 +51,15 @@ impl SpecArgs {
         }
         spec.deny = grants.deny.iter().map(ToString::to_string).collect();
         spec.config = self.config.clone();
+        if l.fuel.is_some() {
+            bail!(InputError(
+                "fuel budgets are not kept by deployments yet (they need a fuel-metering engine); use --timeout".into()
+            ));
+        }
         spec.memory = l.memory;
         spec.timeout_ms = l
             .timeout
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-        spec.fuel = l.fuel;
         Ok(Some(spec))
     }
 }
@@ -268,17 +272,32 @@ pub(crate) async fn deploy(args: DeployArgs, host: Host) -> anyhow::Result<u8> {
     let (name, version) = &args.target;
     let (dir, _) = deployer(&host)?;
     let mut d = open(&dir, &host)?;
-    let spec = args
-        .spec
-        .spec(name, version)?
-        .unwrap_or_else(|| DeploySpec::new(name.as_str(), version.as_str()));
-    let record = d
-        .deploy(
-            spec,
-            args.allow_breaking,
-            &crate::commands::publish::actor(),
-        )
-        .await?;
+    let actor = crate::commands::publish::actor();
+    let active = d.status()?.into_iter().any(|r| &r.name == name);
+    let record = match args.spec.spec(name, version)? {
+        Some(spec) => d.deploy(spec, args.allow_breaking, &actor).await?,
+        // Over an active deployment without flags: keep its grants, limits
+        // and configuration, as `upgrade` does.
+        None if active => {
+            d.upgrade(
+                name,
+                version,
+                Strategy::Immediate,
+                None,
+                args.allow_breaking,
+                &actor,
+            )
+            .await?
+        }
+        None => {
+            d.deploy(
+                DeploySpec::new(name.as_str(), version.as_str()),
+                args.allow_breaking,
+                &actor,
+            )
+            .await?
+        }
+    };
     let verb = if record.parent.is_some() {
         "upgraded to"
     } else {

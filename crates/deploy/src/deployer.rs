@@ -156,11 +156,11 @@ pub struct Deployment {
 
 impl Deployment {
     /// The record as it may be shown: configuration values (which may be
-    /// secrets) replaced by their sha256.
+    /// secrets) replaced by `<redacted>`.
     pub fn redacted(&self) -> Self {
         let mut d = self.clone();
         for (_, v) in &mut d.spec.config {
-            *v = crate::signing::digest(v.as_bytes());
+            *v = "<redacted>".to_string();
         }
         d
     }
@@ -203,7 +203,10 @@ pub struct Route(Arc<std::sync::RwLock<Option<Active>>>);
 impl Route {
     /// The active version now; a call keeps it until it ends.
     pub fn current(&self) -> Option<Active> {
-        self.0.read().ok().and_then(|g| g.clone())
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -339,7 +342,15 @@ impl Deployer {
         match self.validate_and_prepare(id, &spec, guard).await {
             Ok(component) => {
                 let start = std::time::Instant::now();
-                let record = self.commit_active(id, parent, action, actor)?;
+                let record = match self.commit_active(id, parent, action, actor) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if let Err(f) = self.fail(id, &spec, action, actor, &e) {
+                            tracing::error!(error = %f, "recording the failed activation");
+                        }
+                        return Err(e);
+                    }
+                };
                 let committed = std::time::Instant::now();
                 self.swap(
                     &spec.name,
@@ -355,7 +366,9 @@ impl Deployer {
                 Ok(record)
             }
             Err(e) => {
-                self.fail(id, &spec, action, actor, &e)?;
+                if let Err(f) = self.fail(id, &spec, action, actor, &e) {
+                    tracing::error!(error = %f, "recording the failed deployment");
+                }
                 Err(e)
             }
         }
@@ -470,11 +483,12 @@ impl Deployer {
         e: &Error,
     ) -> Result<()> {
         let tx = self.registry.begin()?;
+        let reason = safe_reason(e, spec);
         tx.execute(
             "UPDATE deployments SET state = 'failed', reason = ?1, updated_ms = ?2 WHERE id = ?3",
-            params![e.to_string(), crate::audit::now_ms(), id],
+            params![reason, crate::audit::now_ms(), id],
         )?;
-        let details = serde_json::json!({ "deployment": id, "failed": e.to_string() });
+        let details = serde_json::json!({ "deployment": id, "failed": reason });
         let subject = format!("{}@{}", spec.name, spec.version);
         let head =
             crate::audit::append(&tx, actor, &format!("{action}-failed"), &subject, &details)?;
@@ -509,6 +523,12 @@ impl Deployer {
             )));
         }
         let record = read(self.registry.conn(), target)?;
+        if record.name != name {
+            return Err(Error::Invalid(format!(
+                "deployment {target} is of {}, not of {name}",
+                record.name
+            )));
+        }
         if !matches!(record.state.as_str(), "retired" | "active") {
             return Err(Error::Invalid(format!(
                 "deployment {target} of {name} was never active ({}); roll back to one that was",
@@ -533,7 +553,17 @@ impl Deployer {
     /// active.
     fn find(&self, name: &str, to: &str) -> Result<i64> {
         if let Ok(id) = to.parse::<i64>() {
-            return Ok(id);
+            // Only a deployment of this component.
+            return self
+                .registry
+                .conn()
+                .query_row(
+                    "SELECT id FROM deployments WHERE id = ?1 AND name = ?2",
+                    params![id, name],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| Error::Invalid(format!("{name} has no deployment {id}")));
         }
         self.registry
             .conn()
@@ -636,10 +666,31 @@ impl Deployer {
     /// previous `Active` finish on it.
     fn swap(&mut self, name: &str, to: Option<Active>) {
         let slot = self.slot(name);
-        if let Ok(mut g) = slot.write() {
-            *g = to;
+        *slot
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = to;
+    }
+}
+
+/// A failure's words as they may be kept forever: the guest's own text
+/// (init's error, its stderr) may quote configuration, so every
+/// configuration value is masked, and the text is cut to 1 KiB.
+fn safe_reason(e: &Error, spec: &DeploySpec) -> String {
+    let mut text = e.to_string();
+    for (_, v) in &spec.config {
+        if !v.is_empty() {
+            text = text.replace(v.as_str(), "<redacted>");
         }
     }
+    if text.len() > 1024 {
+        let mut cut = 1024;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 /// The active deployment of `name`, or (with `version`) the newest deployment

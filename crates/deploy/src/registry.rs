@@ -264,6 +264,30 @@ impl Registry {
             )
             .optional()?;
         match existing {
+            Some(d) if d == digest && self.pruned(name, &version)? => {
+                // Its bytes were collected: published again, they are back.
+                crate::blob::write(&self.blobs, &self.tmp, &hex, bytes)?;
+                let tx = self.begin()?;
+                tx.execute(
+                    "UPDATE versions SET pruned_ms = NULL WHERE name = ?1 AND version = ?2",
+                    params![name, version],
+                )?;
+                let head = audit::append(
+                    &tx,
+                    actor,
+                    "restore",
+                    &format!("{name}@{version}"),
+                    &serde_json::json!({ "digest": digest }),
+                )?;
+                tx.commit(head)?;
+                return Ok(Published {
+                    name: name.to_string(),
+                    version,
+                    digest,
+                    size,
+                    created: true,
+                });
+            }
             Some(d) if d == digest => {
                 return Ok(Published {
                     name: name.to_string(),
@@ -378,6 +402,16 @@ impl Registry {
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Whether `gc` removed the bytes of `name` `version`.
+    fn pruned(&self, name: &str, version: &str) -> Result<bool> {
+        let pruned: Option<i64> = self.conn.query_row(
+            "SELECT pruned_ms FROM versions WHERE name = ?1 AND version = ?2",
+            params![name, version],
+            |r| r.get(0),
+        )?;
+        Ok(pruned.is_some())
     }
 
     /// The database, for the deployment tables beside the registry's.

@@ -246,3 +246,76 @@ async fn gc_keeps_the_newest_the_active_and_the_rollback_target() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn review_fixes_hold() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = StateDir::open(root.path().join("s")).unwrap();
+    let mut d = Deployer::open(&dir, config()).unwrap();
+    let counter = bytes(COUNTER);
+    for v in ["1.0.0", "2.0.0"] {
+        d.registry()
+            .publish("tally", v, &counter, &Provenance::unsigned(), "t")
+            .unwrap();
+    }
+    d.registry()
+        .publish("other", "0.1.0", &bytes(ECHO), &Provenance::unsigned(), "t")
+        .unwrap();
+    let mut spec = DeploySpec::new("tally", "1.0.0");
+    spec.allow = vec!["system-call:state".into()];
+    d.deploy(spec, false, "t").await.unwrap();
+    let other = d
+        .deploy(DeploySpec::new("other", "0.1.0"), false, "t")
+        .await
+        .unwrap();
+
+    // The old and the new version share the component's state: no
+    // increment is lost across a hot upgrade.
+    let old = d.route("tally").current().unwrap();
+    let n =
+        |o: airssys_wasm_runtime::CallOutput<Message>| String::from_utf8(o.value.payload).unwrap();
+    assert_eq!(
+        n(old.component.execute(Message::new("")).await.unwrap()),
+        "1"
+    );
+    d.upgrade("tally", "2.0.0", Strategy::Immediate, None, false, "t")
+        .await
+        .unwrap();
+    let new = d.route("tally").current().unwrap();
+    assert_eq!(new.deployment.version, "2.0.0");
+    assert_eq!(
+        n(old.component.execute(Message::new("")).await.unwrap()),
+        "2"
+    );
+    assert_eq!(
+        n(new.component.execute(Message::new("")).await.unwrap()),
+        "3"
+    );
+
+    // A rollback names a deployment of the component, not another's.
+    let err = d
+        .rollback("tally", Some(&other.id.to_string()), "t")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tally has no deployment"), "{err}");
+    assert_eq!(d.status().unwrap().len(), 2, "both still active");
+
+    // A version gc collected comes back when published again.
+    d.registry()
+        .publish("tally", "3.0.0", &counter, &Provenance::unsigned(), "t")
+        .unwrap();
+    d.registry()
+        .publish("tally", "4.0.0", &counter, &Provenance::unsigned(), "t")
+        .unwrap();
+    let c = d.registry().gc(1, &dir.cache(), "t").unwrap();
+    assert_eq!(c.pruned, ["tally@3.0.0"]);
+    assert!(d.registry().bytes("tally", "3.0.0").is_err());
+    let p = d
+        .registry()
+        .publish("tally", "3.0.0", &counter, &Provenance::unsigned(), "t")
+        .unwrap();
+    assert!(p.created);
+    assert_eq!(d.registry().bytes("tally", "3.0.0").unwrap(), counter);
+    d.registry().verify_audit().unwrap();
+}

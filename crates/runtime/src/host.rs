@@ -36,7 +36,9 @@ pub(crate) struct Shared {
     pub limits: Limits,
     /// Sorted by key, so `get` is a binary search and `get-all` a copy.
     pub config: Vec<(String, String)>,
-    pub state: StateStore,
+    /// Shared by every preparation of the same kept namespace (an upgrade's
+    /// new version sees the old one's writes, and their calls take turns).
+    pub state: Arc<StateStore>,
     /// For a component that imports `wasi:keyvalue`: one call at a time.
     pub state_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Where kept writes are stored, if anywhere.
@@ -77,6 +79,7 @@ impl Shared {
         limits: Limits,
         config: Vec<(String, String)>,
         keeps_state: bool,
+        state: Arc<StateStore>,
         state_backend: Option<StateBinding>,
     ) -> Self {
         // A key given twice keeps its last value, as on a command line.
@@ -93,8 +96,8 @@ impl Shared {
             request,
             redecided: std::sync::RwLock::new(None),
             config,
-            state: StateStore::default(),
-            state_gate: keeps_state.then(Arc::default),
+            state_gate: keeps_state.then(|| state.gate.clone()),
+            state,
             state_backend,
             log_budget: Mutex::new(TokenBucket::new(rate)),
             limits,
@@ -443,6 +446,8 @@ impl crate::bindings::wasi::config::store::Host for HostCtx {
 #[derive(Default)]
 pub(crate) struct StateStore {
     inner: Mutex<StateInner>,
+    /// Whose turn it is to run a call that may write.
+    pub gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Default)]
@@ -481,16 +486,28 @@ impl StateInner {
     }
 }
 
+/// A call dropped before it ended (its future cancelled) keeps none of its
+/// writes.
+impl Drop for HostCtx {
+    fn drop(&mut self) {
+        if !self.state_undo.is_empty() {
+            let undo = std::mem::take(&mut self.state_undo);
+            restore(&mut self.shared.state.lock(), undo);
+        }
+    }
+}
+
 /// Put back what a call's writes replaced.
 fn restore(inner: &mut StateInner, undo: HashMap<(String, String), Option<Vec<u8>>>) {
     for ((bucket, key), before) in undo {
-        let b = inner.buckets.entry(bucket).or_default();
-        if let Some(now) = b.remove(&key) {
+        if let Some(now) = inner.buckets.get_mut(&bucket).and_then(|b| b.remove(&key)) {
             inner.bytes -= key.len() + now.len();
         }
         if let Some(v) = before {
             inner.bytes += key.len() + v.len();
-            b.insert(key, v);
+            inner.buckets.entry(bucket).or_default().insert(key, v);
+        } else if inner.buckets.get(&bucket).is_some_and(BTreeMap::is_empty) {
+            inner.buckets.remove(&bucket);
         }
     }
 }

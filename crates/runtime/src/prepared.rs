@@ -256,13 +256,13 @@ impl ComponentPre {
         let state_backend = options
             .state
             .map(|(backend, namespace)| crate::host::StateBinding { backend, namespace });
-        let kept = match &state_backend {
-            Some(b) => b.backend.load(&b.namespace).map_err(|e| Error::Host {
+        let state = match &state_backend {
+            Some(b) => runtime.kept_state(b).map_err(|e| Error::Host {
                 component: name.clone(),
                 context: "loading its state".into(),
                 source: anyhow::anyhow!(e),
             })?,
-            None => Vec::new(),
+            None => Arc::default(),
         };
         let shared = Arc::new(Shared::new(
             name,
@@ -272,9 +272,9 @@ impl ComponentPre {
             limits,
             options.config,
             keeps_state,
+            state,
             state_backend,
         ));
-        shared.state.load(kept);
         let functions = crate::component::exported_functions(runtime.engine(), component);
         let this = Self {
             inner: Arc::new(PreInner {

@@ -41,6 +41,11 @@ pub(crate) struct Inner {
     pub auditor: Arc<crate::audit::Auditor>,
     /// TLS client settings for outgoing HTTPS.
     pub tls: Arc<rustls::ClientConfig>,
+    /// The state of each kept namespace (a backend and a namespace in it),
+    /// shared by every preparation that uses it.
+    pub states: std::sync::Mutex<
+        std::collections::HashMap<(usize, String), std::sync::Weak<crate::host::StateStore>>,
+    >,
     ticker: Ticker,
 }
 
@@ -106,6 +111,7 @@ impl Runtime {
                 host_policy,
                 auditor: Arc::new(crate::audit::Auditor::new(config.audit.clone())),
                 tls,
+                states: std::sync::Mutex::default(),
                 config,
                 ticker,
             }),
@@ -174,6 +180,31 @@ impl Runtime {
         let mut r = crate::policy::Request::new(name, info, options, self.host_policy());
         r.providers = self.inner.config.providers.clone();
         r
+    }
+
+    /// The in-memory state of a kept namespace: the one every live
+    /// preparation of it shares, or loaded from the backend.
+    pub(crate) fn kept_state(
+        &self,
+        binding: &crate::host::StateBinding,
+    ) -> std::result::Result<Arc<crate::host::StateStore>, String> {
+        let key = (
+            Arc::as_ptr(&binding.backend) as *const () as usize,
+            binding.namespace.clone(),
+        );
+        let mut states = self
+            .inner
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = states.get(&key).and_then(std::sync::Weak::upgrade) {
+            return Ok(s);
+        }
+        let store = Arc::new(crate::host::StateStore::default());
+        store.load(binding.backend.load(&binding.namespace)?);
+        states.retain(|_, w| w.strong_count() > 0);
+        states.insert(key, Arc::downgrade(&store));
+        Ok(store)
     }
 
     /// The directory that holds this engine's compiled code, if any.
