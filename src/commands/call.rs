@@ -90,6 +90,7 @@ pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
 }
 
 async fn call(args: &Args, host: &Host, loaded: &super::Loaded) -> anyhow::Result<u8> {
+    loaded.refuse_extra_grants(&args.grants, !args.config.is_empty())?;
     let name = loaded.name.clone();
     // Read the input before compiling, so a bad --input fails fast.
     let payload = read_input(args.input.as_deref())?;

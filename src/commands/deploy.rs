@@ -352,12 +352,12 @@ pub(crate) fn history(args: HistoryArgs, host: Host) -> anyhow::Result<u8> {
         .iter()
         .map(Deployment::redacted)
         .collect();
+    if records.is_empty() {
+        bail!(InputError(format!("{} was never deployed here", args.name)));
+    }
     if args.json {
         print_json(&serde_json::to_value(&records)?)?;
         return Ok(crate::exit::OK);
-    }
-    if records.is_empty() {
-        bail!(InputError(format!("{} was never deployed here", args.name)));
     }
     let mut out = String::new();
     for r in &records {

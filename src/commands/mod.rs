@@ -96,6 +96,17 @@ pub(crate) struct GrantArgs {
 }
 
 impl GrantArgs {
+    /// Whether no grant or denial flag was given.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.allow.is_empty()
+            && self.allow_read.is_empty()
+            && self.allow_write.is_empty()
+            && self.allow_outbound.is_empty()
+            && self.allow_inbound.is_empty()
+            && self.allow_env.is_empty()
+            && self.deny.is_empty()
+    }
+
     /// `base` (a manifest's grants) with these flags added, plus `extra`
     /// the command itself implies.
     pub(crate) fn grants(&self, base: Grants, extra: &[Capability]) -> Grants {
@@ -179,6 +190,22 @@ pub(crate) struct Loaded {
 }
 
 impl Loaded {
+    /// A deployed component runs with what it was deployed with: grant and
+    /// configuration flags on top would widen it unrecorded.
+    pub(crate) fn refuse_extra_grants(
+        &self,
+        grants: &GrantArgs,
+        config: bool,
+    ) -> anyhow::Result<()> {
+        if self.deployed.is_some() && (!grants.is_empty() || config) {
+            anyhow::bail!(InputError(format!(
+                "{} is deployed: it runs with its deployment's grants and configuration; change them with `airssys-wasm upgrade {}@VERSION --allow ... --config ...`",
+                self.name, self.name
+            )));
+        }
+        Ok(())
+    }
+
     /// The grants of the manifest entry or deployment, or none.
     pub(crate) fn grants(&self) -> anyhow::Result<Grants> {
         if let Some(d) = &self.deployed {

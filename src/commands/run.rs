@@ -40,6 +40,7 @@ pub(crate) async fn main(args: Args, mut host: Host) -> anyhow::Result<u8> {
 }
 
 async fn run(args: &Args, host: &Host, loaded: &super::Loaded) -> anyhow::Result<u8> {
+    loaded.refuse_extra_grants(&args.grants, false)?;
     let fuel = args.limits.fuel.is_some() || loaded.fuel();
     let rt = runtime(host, fuel)?;
     // Like `wasmtime run`, a command runs until it ends unless told otherwise.

@@ -205,6 +205,11 @@ fn publish_deploy_call_upgrade_history_rollback_verify() {
     assert_clean_error(&out, 3, "needs a running host");
     let out = run(&["call", "nothing-here"], None);
     assert_clean_error(&out, 3, "not deployed here");
+    // A deployed component runs with its deployment's grants only.
+    let out = run(&["call", "echo", "--allow", "stdin"], None);
+    assert_clean_error(&out, 3, "runs with its deployment's grants");
+    let out = run(&["history", "nothing-here", "--json"], None);
+    assert_clean_error(&out, 3, "never deployed here");
 }
 
 #[test]

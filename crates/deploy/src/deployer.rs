@@ -182,6 +182,8 @@ pub struct Deployer {
     state: Arc<crate::state::SqliteState>,
     active: HashMap<String, Arc<std::sync::RwLock<Option<Active>>>>,
     last_activation: Option<Activation>,
+    /// Audit events of this deployer's runtime, not yet in the trail.
+    events: Arc<std::sync::Mutex<Vec<airssys_wasm_runtime::AuditEvent>>>,
 }
 
 /// How long the last activation took: persisting it (the transaction that
@@ -220,9 +222,27 @@ impl Deployer {
     /// The deployer of `dir`, with a runtime keeping compiled code in the
     /// directory's cache. Deployments a stopped process left half-way are
     /// marked failed.
+    ///
+    /// What the runtime denies while deploying (a probe's `init` is guest
+    /// code) goes into the audit trail at the end of each operation, besides
+    /// any sink `config` already has.
     pub fn open(dir: &StateDir, config: RuntimeConfig) -> Result<Self> {
         let registry = Registry::open(dir)?;
-        let runtime = Runtime::new(config.cache_dir(dir.cache()))?;
+        let events: Arc<std::sync::Mutex<Vec<airssys_wasm_runtime::AuditEvent>>> = Arc::default();
+        let sink = {
+            let events = events.clone();
+            let outer = config.audit.clone();
+            airssys_wasm_runtime::AuditSink::new(move |e| {
+                if let Some(outer) = &outer {
+                    outer.send(e.clone());
+                }
+                events
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(e);
+            })
+        };
+        let runtime = Runtime::new(config.cache_dir(dir.cache()).audit(sink))?;
         let state = Arc::new(crate::state::SqliteState::open(dir)?);
         let this = Self {
             registry,
@@ -230,6 +250,7 @@ impl Deployer {
             state,
             active: HashMap::new(),
             last_activation: None,
+            events,
         };
         this.fail_interrupted()?;
         Ok(this)
@@ -284,8 +305,11 @@ impl Deployer {
             "deploy"
         };
         let guard = parent.as_ref().map(|p| (p.version.clone(), allow_breaking));
-        self.activate_new(spec, parent.map(|p| p.id), guard, action, actor)
-            .await
+        let r = self
+            .activate_new(spec, parent.map(|p| p.id), guard, action, actor)
+            .await;
+        self.record_events()?;
+        r
     }
 
     /// Upgrade `name` to `version` with `strategy`, keeping the active
@@ -311,8 +335,11 @@ impl Deployer {
         spec.name = name.to_string();
         spec.version = version.to_string();
         let guard = Some((parent.version.clone(), allow_breaking));
-        self.activate_new(spec, Some(parent.id), guard, "upgrade", actor)
-            .await
+        let r = self
+            .activate_new(spec, Some(parent.id), guard, "upgrade", actor)
+            .await;
+        self.record_events()?;
+        r
     }
 
     /// Record, validate, prepare and activate `spec`; `guard` is the
@@ -504,6 +531,17 @@ impl Deployer {
         to: Option<&str>,
         actor: &str,
     ) -> Result<Deployment> {
+        let r = self.rollback_to(name, to, actor).await;
+        self.record_events()?;
+        r
+    }
+
+    async fn rollback_to(
+        &mut self,
+        name: &str,
+        to: Option<&str>,
+        actor: &str,
+    ) -> Result<Deployment> {
         let current = self.active_record(name)?.ok_or_else(|| {
             Error::Invalid(format!("{name} has no active deployment to roll back"))
         })?;
@@ -651,6 +689,20 @@ impl Deployer {
     /// `upgrade` and `rollback`).
     pub fn route(&mut self, name: &str) -> Route {
         Route(self.slot(name))
+    }
+
+    /// Append the audit events the runtime recorded (denials, refusals,
+    /// limits) to the trail; embedders calling through routes call this
+    /// from time to time. Deploy, upgrade and rollback call it themselves.
+    pub fn record_events(&mut self) -> Result<usize> {
+        let events = std::mem::take(
+            &mut *self
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        self.registry.record_events(&events)?;
+        Ok(events.len())
     }
 
     /// How long the last deploy or upgrade took to activate.

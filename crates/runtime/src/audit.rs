@@ -102,6 +102,11 @@ impl AuditSink {
     pub fn new(f: impl Fn(AuditEvent) + Send + Sync + 'static) -> Self {
         Self(Arc::new(f))
     }
+
+    /// Hand `event` to the sink (for a sink that forwards to another).
+    pub fn send(&self, event: AuditEvent) {
+        (self.0)(event);
+    }
 }
 
 impl std::fmt::Debug for AuditSink {
