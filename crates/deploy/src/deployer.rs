@@ -603,15 +603,7 @@ impl Deployer {
                 .optional()?
                 .ok_or_else(|| Error::Invalid(format!("{name} has no deployment {id}")));
         }
-        self.registry
-            .conn()
-            .query_row(
-                "SELECT id FROM deployments WHERE name = ?1 AND version = ?2 AND state IN ('retired', 'active')
-                 ORDER BY id DESC LIMIT 1",
-                params![name, to],
-                |r| r.get(0),
-            )
-            .optional()?
+        deployment_id(&self.registry, name, Some(to))?
             .ok_or_else(|| Error::Invalid(format!("{name} {to} was never active here")))
     }
 
@@ -651,16 +643,9 @@ impl Deployer {
     }
 
     fn active_record(&self, name: &str) -> Result<Option<Deployment>> {
-        let id: Option<i64> = self
-            .registry
-            .conn()
-            .query_row(
-                "SELECT id FROM deployments WHERE name = ?1 AND state = 'active'",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        id.map(|id| read(self.registry.conn(), id)).transpose()
+        deployment_id(&self.registry, name, None)?
+            .map(|id| read(self.registry.conn(), id))
+            .transpose()
     }
 
     /// The active version of `name`, ready to call: prepared on first use
@@ -745,24 +730,19 @@ fn safe_reason(e: &Error, spec: &DeploySpec) -> String {
     text
 }
 
-/// The active deployment of `name`, or (with `version`) the newest deployment
-/// of that version that was active: what `call NAME[@VERSION]` runs.
-pub fn find_deployment(
-    registry: &Registry,
-    name: &str,
-    version: Option<&str>,
-) -> Result<Deployment> {
-    let id: Option<i64> = match version {
-        None => registry
-            .conn()
+/// The id of `name`'s active deployment, or (with `version`) of the newest
+/// deployment of that version that was active.
+fn deployment_id(registry: &Registry, name: &str, version: Option<&str>) -> Result<Option<i64>> {
+    let conn = registry.conn();
+    Ok(match version {
+        None => conn
             .query_row(
                 "SELECT id FROM deployments WHERE name = ?1 AND state = 'active'",
                 params![name],
                 |r| r.get(0),
             )
             .optional()?,
-        Some(v) => registry
-            .conn()
+        Some(v) => conn
             .query_row(
                 "SELECT id FROM deployments WHERE name = ?1 AND version = ?2 AND state IN ('active', 'retired')
                  ORDER BY id DESC LIMIT 1",
@@ -770,7 +750,17 @@ pub fn find_deployment(
                 |r| r.get(0),
             )
             .optional()?,
-    };
+    })
+}
+
+/// The active deployment of `name`, or (with `version`) the newest deployment
+/// of that version that was active: what `call NAME[@VERSION]` runs.
+pub fn find_deployment(
+    registry: &Registry,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Deployment> {
+    let id = deployment_id(registry, name, version)?;
     let id = id.ok_or_else(|| {
         Error::Invalid(match version {
             None => format!("{name} is not deployed here (and no file of that name exists); deploy it: `airssys-wasm deploy {name}@VERSION`"),

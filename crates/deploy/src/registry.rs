@@ -255,15 +255,7 @@ impl Registry {
         let digest = format!("sha256:{hex}");
         let signer = self.check_provenance(name, &digest, provenance)?;
         let size = bytes.len() as u64;
-        let existing: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT digest FROM versions WHERE name = ?1 AND version = ?2",
-                params![name, version],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match existing {
+        match self.digest(name, &version)? {
             Some(d) if d == digest && self.pruned(name, &version)? => {
                 // Its bytes were collected: published again, they are back.
                 crate::blob::write(&self.blobs, &self.tmp, &hex, bytes)?;
@@ -445,22 +437,11 @@ impl Registry {
 
     /// The bytes of `name` `version`, checked against their digest.
     pub fn bytes(&self, name: &str, version: &str) -> Result<Vec<u8>> {
-        let digest: String = self
-            .conn
-            .query_row(
-                "SELECT digest FROM versions WHERE name = ?1 AND version = ?2",
-                params![name, version],
-                |r| r.get(0),
-            )
-            .optional()?
+        let digest = self
+            .digest(name, version)?
             .ok_or_else(|| Error::Invalid(format!("{name} {version} is not published")))?;
         let hex = digest.trim_start_matches("sha256:");
-        let pruned: Option<i64> = self.conn.query_row(
-            "SELECT pruned_ms FROM versions WHERE name = ?1 AND version = ?2",
-            params![name, version],
-            |r| r.get(0),
-        )?;
-        if pruned.is_some() {
+        if self.pruned(name, version)? {
             return Err(Error::Invalid(format!(
                 "the bytes of {name} {version} were removed by `gc` (beyond the versions kept); publish it again to use it"
             )));
