@@ -87,6 +87,10 @@ enum Command {
     Deploy(commands::deploy::DeployArgs),
     /// Upgrade a deployed component to another published version.
     Upgrade(commands::deploy::UpgradeArgs),
+    /// Make a component's canary in progress its active version.
+    Promote(commands::deploy::CanaryArgs),
+    /// Stop a component's canary in progress; the active version serves.
+    Abort(commands::deploy::CanaryArgs),
     /// Re-activate an earlier deployment (from the compiled-code cache).
     Rollback(commands::deploy::RollbackArgs),
     /// Show every deployment of a component.
@@ -166,6 +170,8 @@ fn main() -> ExitCode {
             Command::Deploy(args) => commands::deploy::deploy(args, host).await,
             Command::Upgrade(args) => commands::deploy::upgrade(args, host).await,
             Command::Rollback(args) => commands::deploy::rollback(args, host).await,
+            Command::Promote(args) => commands::deploy::promote(args, host),
+            Command::Abort(args) => commands::deploy::abort(args, host),
             Command::History(args) => commands::deploy::history(args, host),
             Command::Diff(args) => commands::deploy::diff(args, host),
             Command::Gc(args) => commands::deploy::gc(args, host),

@@ -48,7 +48,12 @@ const GUESTS: &[Guest] = &[
     Guest {
         constant: "MISBEHAVE",
         file: "misbehave.wasm",
-        doc: "`tests/guests/misbehave`: an SDK component that misbehaves as its payload says (`loop`, `grow`, `recurse`, `panic`, `output`, `sleep`, `files`, `log-flood`, `state-big`, `config`, `exit`, `env`, `echo`); its `init` fails when config `fail-init` is `true`.",
+        doc: "`tests/guests/misbehave`: an SDK component that misbehaves as its payload says (`loop`, `grow`, `recurse`, `panic`, `output`, `sleep`, `files`, `log-flood`, `state-big`, `config`, `exit`, `env`, `echo`, `state-keys`...); its `init` fails when config `fail-init` is `true`, its `migrate` when `fail-migrate` is `true`.",
+    },
+    Guest {
+        constant: "FLAKY",
+        file: "flaky.wasm",
+        doc: "`tests/guests/flaky`: an SDK component that keeps no state and answers `ok`, fails when config `fail-calls` is `true`, and waits config `delay-ms` first; for canary tests.",
     },
     Guest {
         constant: "ESCAPE",

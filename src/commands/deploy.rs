@@ -89,7 +89,9 @@ pub(crate) struct DeployArgs {
 #[command(
     after_help = "Without grant, limit or --config flags the upgrade keeps those of the \
 active deployment. A local command applies `immediate`; blue-green and canary act on live \
-traffic and need a running host."
+traffic and need a running host.\n\nA component that keeps state (imports wasi:keyvalue) \
+upgraded to another version has its state copied into a new generation and its `migrate` \
+run there before it takes calls; a failed `migrate` leaves the old version active."
 )]
 pub(crate) struct UpgradeArgs {
     /// The published version to upgrade to: NAME@VERSION.
@@ -124,6 +126,23 @@ pub(crate) struct RollbackArgs {
     /// active deployment replaced).
     #[arg(long, value_name = "VERSION|ID")]
     to: Option<String>,
+
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `promote` and `abort`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "A canary starts with `upgrade NAME@VERSION --strategy canary` on a running \
+host, which promotes or aborts it on its own measurements; these commands end it by hand, \
+also one a stopped host left in progress."
+)]
+pub(crate) struct CanaryArgs {
+    /// The component.
+    #[arg(value_name = "NAME")]
+    name: String,
 
     /// Print a JSON object instead of text.
     #[arg(long)]
@@ -308,7 +327,16 @@ pub(crate) async fn deploy(args: DeployArgs, host: Host) -> anyhow::Result<u8> {
 
 pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8> {
     let (name, version) = &args.target;
-    let strategy: Strategy = args.strategy.parse()?;
+    let strategy: Strategy = args
+        .strategy
+        .parse()
+        .map_err(|e| InputError(format!("{e}")))?;
+    if strategy.needs_live_traffic() {
+        bail!(InputError(format!(
+            "the `{}` strategy acts on live traffic and needs a running host (`airssys-wasm serve`); a local command applies `immediate`",
+            strategy.name()
+        )));
+    }
     let (dir, _) = deployer(&host)?;
     let mut d = open(&dir, &host)?;
     let spec = args.spec.spec(name, version)?;
@@ -328,14 +356,64 @@ pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8>
 pub(crate) async fn rollback(args: RollbackArgs, host: Host) -> anyhow::Result<u8> {
     let (dir, _) = deployer(&host)?;
     let mut d = open(&dir, &host)?;
-    let record = d
+    let done = d
         .rollback(
             &args.name,
             args.to.as_deref(),
             &crate::commands::publish::actor(),
         )
         .await?;
-    report("rolled back to", &record, args.json)
+    if args.json {
+        let mut v = json!(done);
+        v["deployment"] = serde_json::to_value(done.deployment.redacted())?;
+        print_json(&v)?;
+        return Ok(crate::exit::OK);
+    }
+    report("rolled back to", &done.deployment, false)?;
+    if let Some(g) = done.left_generation {
+        let mut out = format!(
+            "its state is generation {} again; generation {g} stays behind",
+            done.deployment.generation
+        );
+        if done.left_behind_count == 0 {
+            out.push_str(" with no write that differs\n");
+        } else {
+            out.push_str(&format!(
+                " with {} key(s) written since: {}{}\n",
+                done.left_behind_count,
+                done.left_behind.join(", "),
+                if done.left_behind_count > done.left_behind.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ));
+        }
+        print_text(&out)?;
+    }
+    Ok(crate::exit::OK)
+}
+
+pub(crate) fn promote(args: CanaryArgs, host: Host) -> anyhow::Result<u8> {
+    let (dir, _) = deployer(&host)?;
+    let mut d = open(&dir, &host)?;
+    let record = d.promote(&args.name, &crate::commands::publish::actor())?;
+    report("promoted", &record, args.json)
+}
+
+pub(crate) fn abort(args: CanaryArgs, host: Host) -> anyhow::Result<u8> {
+    let (dir, _) = deployer(&host)?;
+    let mut d = open(&dir, &host)?;
+    let record = d.abort(&args.name, &crate::commands::publish::actor())?;
+    if args.json {
+        print_json(&serde_json::to_value(record.redacted())?)?;
+    } else {
+        print_text(&format!(
+            "aborted the canary {} {} (deployment {}); the active version serves every call\n",
+            record.name, record.version, record.id
+        ))?;
+    }
+    Ok(crate::exit::OK)
 }
 
 fn time(ms: i64) -> String {
@@ -361,11 +439,17 @@ pub(crate) fn history(args: HistoryArgs, host: Host) -> anyhow::Result<u8> {
     }
     let mut out = String::new();
     for r in &records {
+        let state = if r.is_canary() {
+            "canary".to_string()
+        } else {
+            r.state.clone()
+        };
         out.push_str(&format!(
-            "{:>4}  {:<10} {:<8} {}  {}{}{}\n",
+            "{:>4}  {:<10} {:<8} {:<10} {}  {}{}{}\n",
             r.id,
             r.version,
-            r.state,
+            state,
+            r.strategy,
             time(r.created_ms),
             r.actor,
             r.parent
@@ -385,24 +469,48 @@ pub(crate) fn status(args: StatusArgs, host: Host) -> anyhow::Result<u8> {
     let (dir, _) = deployer(&host)?;
     let d = open(&dir, &host)?;
     let active: Vec<Deployment> = d.status()?.iter().map(Deployment::redacted).collect();
+    let mut rows = Vec::new();
+    for r in &active {
+        let usage = d.state_usage(r)?;
+        let canary = d.canary_record(&r.name)?.map(|c| c.redacted());
+        rows.push((r, usage, canary));
+    }
     if args.json {
-        print_json(&json!(active))?;
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(r, usage, canary)| {
+                let mut v = json!(r);
+                v["state_usage"] = json!(usage);
+                v["canary"] = json!(canary);
+                v
+            })
+            .collect();
+        print_json(&json!(list))?;
         return Ok(crate::exit::OK);
     }
     let mut out = String::new();
-    for r in &active {
+    for (r, usage, canary) in &rows {
         out.push_str(&format!(
-            "{:<20} {:<10} deployment {:<4} since {}  grants: {}\n",
+            "{:<20} {:<10} deployment {:<4} since {}  state: {} key(s), {} bytes (generation {})  grants: {}\n",
             r.name,
             r.version,
             r.id,
             time(r.updated_ms),
+            usage.keys,
+            usage.bytes,
+            r.generation,
             if r.spec.allow.is_empty() {
                 "(none)".to_string()
             } else {
                 r.spec.allow.join(", ")
             },
         ));
+        if let Some(c) = canary {
+            out.push_str(&format!(
+                "{:<20} canary {} (deployment {}) in progress: `airssys-wasm promote {}` or `abort {}`\n",
+                "", c.version, c.id, r.name, r.name
+            ));
+        }
     }
     if active.is_empty() {
         out.push_str("nothing is deployed\n");

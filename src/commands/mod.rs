@@ -186,7 +186,7 @@ pub(crate) struct Loaded {
     pub deployed: Option<DeploySpec>,
     /// For a deployed component: its state store, and the state directory,
     /// held (locked) while the command runs.
-    pub state: Option<(std::sync::Arc<SqliteState>, StateDir)>,
+    pub state: Option<(std::sync::Arc<SqliteState>, StateDir, String)>,
 }
 
 impl Loaded {
@@ -253,8 +253,8 @@ impl Loaded {
         }
         if let Some(d) = &self.deployed {
             options = options.config(d.config.clone());
-            if let Some((state, _)) = &self.state {
-                options = options.state(state.clone(), d.name.clone());
+            if let Some((state, _, namespace)) = &self.state {
+                options = options.state(state.clone(), namespace.clone());
             }
         }
         options
@@ -349,8 +349,8 @@ fn load_deployed(state_dir: &Path, name: &str, version: Option<&str>) -> anyhow:
         origin: PathBuf::from(format!("{name}@{} (deployment {})", d.version, d.id)),
         bytes,
         entry: None,
+        state: Some((state, dir, d.state_namespace())),
         deployed: Some(d.spec),
-        state: Some((state, dir)),
     })
 }
 
@@ -450,7 +450,7 @@ impl Loaded {
         host: &Host,
         result: anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        let (Some((_, dir)), Some(collected)) = (&self.state, &host.collect) else {
+        let (Some((_, dir, _)), Some(collected)) = (&self.state, &host.collect) else {
             return result;
         };
         let events = std::mem::take(&mut *collected.lock().unwrap_or_else(|p| p.into_inner()));

@@ -181,11 +181,28 @@ fn publish_deploy_call_upgrade_history_rollback_verify() {
     );
     assert!(!ok(&run(&["audit", "list", "--json"], None)).contains("s3cret"));
     assert!(!ok(&run(&["status", "--json"], None)).contains("s3cret"));
+    // The counter's state: one key, `count` = "2".
+    let out = ok(&run(&["status"], None));
+    assert!(
+        out.contains("state: 1 key(s), 6 bytes (generation 1)"),
+        "{out}"
+    );
     let out = ok(&run(&["rollback", "echo"], None));
     assert!(
         out.starts_with("rolled back to echo 0.1.0 (deployment 1"),
         "{out}"
     );
+    // Echo ran on generation 0; the counter's writes stay on generation 1.
+    assert!(
+        out.contains(
+            "its state is generation 0 again; generation 1 stays behind with 1 key(s) written since: default/count"
+        ),
+        "{out}"
+    );
+    let out = run(&["promote", "echo"], None);
+    assert_clean_error(&out, 3, "echo has no canary in progress");
+    let out = run(&["abort", "echo", "--json"], None);
+    assert_clean_error(&out, 3, "echo has no canary in progress");
     assert_eq!(
         ok(&run(&["call", "echo", "--input", "-"], Some(b"back"))),
         "back"

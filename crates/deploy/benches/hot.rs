@@ -81,12 +81,11 @@ fn main() {
                     .unwrap();
                 rt.block_on(async {
                     while !stop.load(Ordering::Relaxed) {
-                        let active = route.current().unwrap();
-                        match active.component.execute(Message::new("ping")).await {
-                            Ok(out) => {
-                                let body = String::from_utf8_lossy(&out.value.payload);
+                        match route.execute(Message::new("ping")).await {
+                            Ok(served) => {
+                                let body = String::from_utf8_lossy(&served.output.value.payload);
                                 // Echo answers the payload; the counter a count.
-                                let valid = match active.deployment.version.as_str() {
+                                let valid = match served.deployment.version.as_str() {
                                     "1.0.0" => body == "ping",
                                     _ => body.parse::<u64>().is_ok(),
                                 };

@@ -30,26 +30,52 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::registry::Registry;
+use crate::router::Route;
 use crate::state_dir::StateDir;
 
 /// How an upgrade reaches live traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Strategy {
     /// All new calls go to the new version at once.
     Immediate,
+    /// The new version must report itself healthy before it takes every
+    /// call; the version it replaces stays prepared beside it, so switching
+    /// back ([`Deployer::rollback`]) is one swap.
+    BlueGreen,
+    /// A share of calls goes to the new version, in steps, and the route
+    /// promotes or aborts it on its measurements (see [`crate::router`]).
+    Canary(crate::router::Canary),
+}
+
+impl Strategy {
+    /// Its name: `immediate`, `blue-green` or `canary`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Immediate => "immediate",
+            Self::BlueGreen => "blue-green",
+            Self::Canary(_) => "canary",
+        }
+    }
+
+    /// Whether it acts on live traffic (needs a process that keeps
+    /// serving: blue-green keeps the old version prepared, a canary is
+    /// measured on calls).
+    pub fn needs_live_traffic(&self) -> bool {
+        !matches!(self, Self::Immediate)
+    }
 }
 
 impl std::str::FromStr for Strategy {
     type Err = Error;
 
+    /// `immediate`, `blue-green`, or `canary` (with the default plan).
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "immediate" => Ok(Self::Immediate),
-            "blue-green" | "canary" => Err(Error::Invalid(format!(
-                "the `{s}` strategy acts on live traffic and needs a running host (`airssys-wasm serve`); a local command applies `immediate`"
-            ))),
+            "blue-green" => Ok(Self::BlueGreen),
+            "canary" => Ok(Self::Canary(crate::router::Canary::default())),
             other => Err(Error::Invalid(format!(
                 "unknown strategy `{other}`: use immediate, blue-green or canary"
             ))),
@@ -142,8 +168,13 @@ pub struct Deployment {
     /// The deployment it replaced.
     pub parent: Option<i64>,
     /// `submitted`, `validated`, `prepared`, `active`, `retired` or
-    /// `failed`.
+    /// `failed`. A canary in progress is `prepared` with the strategy
+    /// `canary`.
     pub state: String,
+    /// The generation of the component's state it runs on: an upgrade to
+    /// another version of a component that keeps state migrates a copy
+    /// into a new generation; a rollback goes back to its deployment's.
+    pub generation: i64,
     /// Why it failed.
     pub reason: Option<String>,
     /// Who did it.
@@ -164,6 +195,46 @@ impl Deployment {
         }
         d
     }
+
+    /// Where its state is kept in the state store: `NAME#GENERATION`.
+    pub fn state_namespace(&self) -> String {
+        state_namespace(&self.name, self.generation)
+    }
+
+    /// Whether it is a canary in progress.
+    pub fn is_canary(&self) -> bool {
+        self.state == "prepared" && self.strategy == "canary"
+    }
+}
+
+fn state_namespace(name: &str, generation: i64) -> String {
+    format!("{name}#{generation}")
+}
+
+/// What a rollback did: the deployment active again, and the state writes
+/// it left behind (on the generation it left, which stays in the store: a
+/// rollback to that deployment finds them again).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Rollback {
+    /// The deployment active again.
+    pub deployment: Deployment,
+    /// The generation of state left, when the rollback changed generation.
+    pub left_generation: Option<i64>,
+    /// Keys (`bucket/key`) whose value on the generation left differs from
+    /// the one now served: the writes left behind, at most 100 named.
+    pub left_behind: Vec<String>,
+    /// How many keys differ in all.
+    pub left_behind_count: usize,
+}
+
+/// The state a component keeps: keys and bytes of its generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StateUsage {
+    /// Keys, every bucket together.
+    pub keys: u64,
+    /// Bytes of keys and values.
+    pub bytes: u64,
 }
 
 /// The active version of one component, for calls in this process.
@@ -180,7 +251,9 @@ pub struct Deployer {
     registry: Registry,
     runtime: Runtime,
     state: Arc<crate::state::SqliteState>,
-    active: HashMap<String, Arc<std::sync::RwLock<Option<Active>>>>,
+    routes: HashMap<String, Route>,
+    /// Canary verdicts the routes reached, not persisted yet.
+    decisions: crate::router::Decisions,
     last_activation: Option<Activation>,
     /// Audit events of this deployer's runtime, not yet in the trail.
     events: Arc<std::sync::Mutex<Vec<airssys_wasm_runtime::AuditEvent>>>,
@@ -195,21 +268,6 @@ pub struct Activation {
     pub commit: std::time::Duration,
     /// The in-process switch.
     pub swap: std::time::Duration,
-}
-
-/// Where calls find the active version of one component: cheap to clone,
-/// shared with the threads that call.
-#[derive(Clone)]
-pub struct Route(Arc<std::sync::RwLock<Option<Active>>>);
-
-impl Route {
-    /// The active version now; a call keeps it until it ends.
-    pub fn current(&self) -> Option<Active> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
 }
 
 impl std::fmt::Debug for Deployer {
@@ -248,7 +306,8 @@ impl Deployer {
             registry,
             runtime,
             state,
-            active: HashMap::new(),
+            routes: HashMap::new(),
+            decisions: Arc::default(),
             last_activation: None,
             events,
         };
@@ -256,10 +315,16 @@ impl Deployer {
         Ok(this)
     }
 
-    /// The preparation options of `spec`, its state kept in this state
-    /// directory under the component's name.
-    pub fn options(&self, spec: &DeploySpec) -> Result<PrepareOptions> {
-        Ok(spec.options()?.state(self.state.clone(), spec.name.clone()))
+    /// The preparation options of `record`, its state kept in this state
+    /// directory in its generation.
+    pub fn options(&self, record: &Deployment) -> Result<PrepareOptions> {
+        self.options_in(&record.spec, record.generation)
+    }
+
+    fn options_in(&self, spec: &DeploySpec, generation: i64) -> Result<PrepareOptions> {
+        Ok(spec
+            .options()?
+            .state(self.state.clone(), state_namespace(&spec.name, generation)))
     }
 
     /// The runtime calls run on.
@@ -272,16 +337,32 @@ impl Deployer {
         &mut self.registry
     }
 
+    /// Mark deployments a stop interrupted failed (a canary in progress
+    /// stays: it resumes when its route is opened), and drop state
+    /// generations no deployment that was or may be active runs on (a
+    /// migration the stop interrupted).
     fn fail_interrupted(&self) -> Result<()> {
         let n = self.registry.conn().execute(
             "UPDATE deployments SET state = 'failed', reason = 'interrupted: the process stopped before it became active', updated_ms = ?1
-             WHERE state IN ('submitted', 'validated', 'prepared')",
+             WHERE state IN ('submitted', 'validated', 'prepared') AND NOT (state = 'prepared' AND strategy = 'canary')",
             params![crate::audit::now_ms()],
         )?;
         if n > 0 {
             tracing::warn!(
                 count = n,
                 "deployments interrupted by a stop were marked failed"
+            );
+        }
+        let dropped = self.registry.conn().execute(
+            "DELETE FROM state WHERE component NOT IN
+               (SELECT name || '#' || generation FROM deployments
+                WHERE state IN ('active', 'retired') OR (state = 'prepared' AND strategy = 'canary'))",
+            [],
+        )?;
+        if dropped > 0 {
+            tracing::warn!(
+                entries = dropped,
+                "state of interrupted migrations was dropped"
             );
         }
         Ok(())
@@ -304,9 +385,15 @@ impl Deployer {
         } else {
             "deploy"
         };
-        let guard = parent.as_ref().map(|p| (p.version.clone(), allow_breaking));
         let r = self
-            .activate_new(spec, parent.map(|p| p.id), guard, action, actor)
+            .activate_new(
+                spec,
+                parent,
+                allow_breaking,
+                &Strategy::Immediate,
+                action,
+                actor,
+            )
             .await;
         self.record_events()?;
         r
@@ -316,6 +403,18 @@ impl Deployer {
     /// deployment's grants, limits and configuration unless `spec` is
     /// given. Breaking WIT changes ([`crate::diff`]) refuse the upgrade
     /// unless `allow_breaking`.
+    ///
+    /// `immediate` and `blue-green` return the new active deployment;
+    /// `canary` returns the canary (`prepared`, strategy `canary`), which
+    /// its route promotes or aborts on live calls ([`Deployer::settle`]
+    /// persists that), or [`Deployer::promote`] / [`Deployer::abort`] end.
+    ///
+    /// When the new version keeps state and differs from the active one,
+    /// calls are paused (new calls wait, calls in flight end), the state is
+    /// copied into a new generation, the new version's `migrate` runs on
+    /// it, and version and generation switch together; a failed `migrate`
+    /// aborts the upgrade and the old version keeps serving on its
+    /// generation.
     pub async fn upgrade(
         &mut self,
         name: &str,
@@ -325,7 +424,6 @@ impl Deployer {
         allow_breaking: bool,
         actor: &str,
     ) -> Result<Deployment> {
-        let Strategy::Immediate = strategy;
         let parent = self.active_record(name)?.ok_or_else(|| {
             Error::Invalid(format!(
                 "{name} has no active deployment to upgrade; deploy it first: `airssys-wasm deploy {name}@{version}`"
@@ -334,105 +432,279 @@ impl Deployer {
         let mut spec = spec.unwrap_or_else(|| parent.spec.clone());
         spec.name = name.to_string();
         spec.version = version.to_string();
-        let guard = Some((parent.version.clone(), allow_breaking));
         let r = self
-            .activate_new(spec, Some(parent.id), guard, "upgrade", actor)
+            .activate_new(
+                spec,
+                Some(parent),
+                allow_breaking,
+                &strategy,
+                "upgrade",
+                actor,
+            )
             .await;
         self.record_events()?;
         r
     }
 
-    /// Record, validate, prepare and activate `spec`; `guard` is the
-    /// version it replaces and whether breaking changes are allowed.
+    /// Refuse to change `name` while a canary of it is in progress.
+    fn refuse_during_canary(&self, name: &str) -> Result<()> {
+        if let Some(c) = self.canary_record(name)? {
+            return Err(Error::Invalid(format!(
+                "{name} has a canary in progress ({} {}, deployment {}); end it first: `airssys-wasm promote {name}` or `airssys-wasm abort {name}`",
+                c.name, c.version, c.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Record, validate, prepare and activate `spec` (or start it as a
+    /// canary), replacing `parent`.
     async fn activate_new(
         &mut self,
         spec: DeploySpec,
-        parent: Option<i64>,
-        guard: Option<(String, bool)>,
+        parent: Option<Deployment>,
+        allow_breaking: bool,
+        strategy: &Strategy,
         action: &str,
         actor: &str,
     ) -> Result<Deployment> {
-        let strategy = "immediate";
         let version = semver::Version::parse(&spec.version)
             .map_err(|e| {
                 Error::Invalid(format!("`{}` is not a semver version ({e})", spec.version))
             })?
             .to_string();
         let spec = DeploySpec { version, ..spec };
+        if let Strategy::Canary(plan) = strategy {
+            plan.check()?;
+        }
+        self.refuse_during_canary(&spec.name)?;
         let digest = self.registry.digest(&spec.name, &spec.version)?.ok_or_else(|| {
             Error::Invalid(format!(
                 "{} {} is not published; publish it first: `airssys-wasm publish FILE --name {} --version {}`",
                 spec.name, spec.version, spec.name, spec.version
             ))
         })?;
-        let id = self.insert(&spec, &digest, parent, strategy, actor)?;
-        match self.validate_and_prepare(id, &spec, guard).await {
-            Ok(component) => {
-                let start = std::time::Instant::now();
-                let record = match self.commit_active(id, parent, action, actor) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        if let Err(f) = self.fail(id, &spec, action, actor, &e) {
-                            tracing::error!(error = %f, "recording the failed activation");
-                        }
-                        return Err(e);
-                    }
-                };
-                let committed = std::time::Instant::now();
-                self.swap(
-                    &spec.name,
-                    Some(Active {
-                        deployment: Arc::new(record.clone()),
-                        component,
-                    }),
-                );
-                self.last_activation = Some(Activation {
-                    commit: committed - start,
-                    swap: committed.elapsed(),
-                });
-                Ok(record)
-            }
-            Err(e) => {
-                if let Err(f) = self.fail(id, &spec, action, actor, &e) {
-                    tracing::error!(error = %f, "recording the failed deployment");
-                }
-                Err(e)
-            }
+        let id = self.insert(
+            &spec,
+            &digest,
+            parent.as_ref().map(|p| p.id),
+            strategy.name(),
+            actor,
+        )?;
+        let r = self
+            .prepare_and_activate(
+                id,
+                &spec,
+                parent.as_ref(),
+                allow_breaking,
+                strategy,
+                action,
+                actor,
+            )
+            .await;
+        if let Err(e) = &r
+            && let Err(f) = self.fail(id, &spec, action, actor, e)
+        {
+            tracing::error!(error = %f, "recording the failed deployment");
         }
+        r
     }
 
-    async fn validate_and_prepare(
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one private step of activate_new"
+    )]
+    async fn prepare_and_activate(
         &mut self,
         id: i64,
         spec: &DeploySpec,
-        guard: Option<(String, bool)>,
-    ) -> Result<ComponentPre> {
+        parent: Option<&Deployment>,
+        allow_breaking: bool,
+        strategy: &Strategy,
+        action: &str,
+        actor: &str,
+    ) -> Result<Deployment> {
         let bytes = self.registry.bytes(&spec.name, &spec.version)?;
-        if let Some((from, allow_breaking)) = guard
-            && from != spec.version
+        if let Some(p) = parent
+            && p.version != spec.version
         {
-            let old = self.registry.bytes(&spec.name, &from)?;
-            let changes = crate::diff::diff(&old, &bytes)?;
-            if crate::diff::breaking(&changes) && !allow_breaking {
-                let list: Vec<String> = changes
-                    .iter()
-                    .filter(|c| c.class == crate::diff::Class::Breaking)
-                    .map(|c| c.what.clone())
-                    .collect();
-                return Err(Error::Invalid(format!(
-                    "the upgrade from {from} to {} is breaking ({}); pass --allow-breaking to deploy it anyway",
-                    spec.version,
-                    list.join("; ")
-                )));
+            self.check_wit(
+                &spec.name,
+                &p.version,
+                &spec.version,
+                &bytes,
+                allow_breaking,
+            )?;
+        }
+        let compiled = self.runtime.compile(&spec.name, &bytes)?;
+        let keeps_state = compiled
+            .info
+            .imports
+            .iter()
+            .any(|i| i.starts_with("wasi:keyvalue/"));
+        let migrate_from = parent.filter(|p| keeps_state && p.version != spec.version);
+        if keeps_state && matches!(strategy, Strategy::Canary(_)) && parent.is_some() {
+            return Err(Error::Invalid(format!(
+                "{} keeps state: a canary would split its writes between two versions; upgrade it with `--strategy blue-green` or `immediate` (its state migrates to the new version)",
+                spec.name
+            )));
+        }
+        let generation = match (migrate_from, parent) {
+            (Some(_), _) | (None, None) => self.next_generation(&spec.name, id)?,
+            (None, Some(p)) => p.generation,
+        };
+        let options = self.options_in(spec, generation)?;
+        self.runtime.decide(&compiled.info, &options)?;
+        self.set_state(id, "validated", generation)?;
+
+        let route = self.route(&spec.name);
+        // A stateful upgrade: no call runs while the state is copied,
+        // migrated and switched.
+        let paused = match migrate_from {
+            Some(_) => {
+                let limit = route
+                    .current()
+                    .map_or(std::time::Duration::from_secs(30), |a| {
+                        a.component.limits().timeout
+                    });
+                Some(route.pause(limit).await?)
+            }
+            None => None,
+        };
+        if let Some(p) = migrate_from {
+            self.copy_generation(&spec.name, p.generation, generation)?;
+        }
+        let component = match self
+            .load_and_migrate(spec, &bytes, options, migrate_from)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                if migrate_from.is_some() {
+                    self.drop_generation(&spec.name, generation)?;
+                }
+                return Err(e);
+            }
+        };
+        self.set_state(id, "prepared", generation)?;
+        if let Strategy::BlueGreen = strategy {
+            match component.health().await {
+                Ok(airssys_wasm_runtime::HealthStatus::Unhealthy(why)) => {
+                    return Err(Error::Invalid(format!(
+                        "blue-green: {} {} reports itself unhealthy ({why}); the active version keeps serving",
+                        spec.name, spec.version
+                    )));
+                }
+                Ok(_) => {}
+                // A component without a lifecycle has no health to ask.
+                Err(airssys_wasm_runtime::Error::Unsupported { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        let options = self.options(spec)?;
-        let compiled = self.runtime.compile(&spec.name, &bytes)?;
-        self.runtime.decide(&compiled.info, &options)?;
-        self.set_state(id, "validated")?;
-        let component = self.runtime.load(&spec.name, &bytes, options).await?;
-        self.set_state(id, "prepared")?;
+        if let Strategy::Canary(plan) = strategy {
+            let record = self.start_canary(id, parent, plan, actor)?;
+            let active = Active {
+                deployment: Arc::new(record.clone()),
+                component,
+            };
+            route.start_canary(active, plan.clone())?;
+            return Ok(record);
+        }
+        let start = std::time::Instant::now();
+        let record = self.commit_active(id, parent.map(|p| p.id), action, actor)?;
+        let committed = std::time::Instant::now();
+        route.set_primary(
+            Some(Active {
+                deployment: Arc::new(record.clone()),
+                component,
+            }),
+            matches!(strategy, Strategy::BlueGreen),
+        );
+        drop(paused);
+        self.last_activation = Some(Activation {
+            commit: committed - start,
+            swap: committed.elapsed(),
+        });
+        Ok(record)
+    }
+
+    /// Refuse a breaking WIT change from `from` to `to` unless allowed.
+    fn check_wit(
+        &self,
+        name: &str,
+        from: &str,
+        to: &str,
+        bytes: &[u8],
+        allow_breaking: bool,
+    ) -> Result<()> {
+        let old = self.registry.bytes(name, from)?;
+        let changes = crate::diff::diff(&old, bytes)?;
+        if crate::diff::breaking(&changes) && !allow_breaking {
+            let list: Vec<String> = changes
+                .iter()
+                .filter(|c| c.class == crate::diff::Class::Breaking)
+                .map(|c| c.what.clone())
+                .collect();
+            return Err(Error::Invalid(format!(
+                "the upgrade from {from} to {to} is breaking ({}); pass --allow-breaking to deploy it anyway",
+                list.join("; ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Prepare the new version and, for a stateful upgrade, run its
+    /// `migrate` on the new generation.
+    async fn load_and_migrate(
+        &self,
+        spec: &DeploySpec,
+        bytes: &[u8],
+        options: PrepareOptions,
+        migrate_from: Option<&Deployment>,
+    ) -> Result<ComponentPre> {
+        let component = self.runtime.load(&spec.name, bytes, options).await?;
+        if let Some(p) = migrate_from {
+            component.migrate(&p.version).await.map_err(|e| {
+                Error::Invalid(format!(
+                    "{} {}: migrate from {} failed, so the upgrade was aborted and {} keeps serving on its state: {e}",
+                    spec.name, spec.version, p.version, p.version
+                ))
+            })?;
+        }
         Ok(component)
+    }
+
+    /// The generation after every one `name`'s other deployments used.
+    fn next_generation(&self, name: &str, this: i64) -> Result<i64> {
+        let max: Option<i64> = self.registry.conn().query_row(
+            "SELECT MAX(generation) FROM deployments WHERE name = ?1 AND id != ?2",
+            params![name, this],
+            |r| r.get(0),
+        )?;
+        Ok(max.map_or(0, |g| g + 1))
+    }
+
+    /// Copy `name`'s state from generation `from` into `to`.
+    fn copy_generation(&self, name: &str, from: i64, to: i64) -> Result<()> {
+        let conn = self.registry.conn();
+        conn.execute(
+            "DELETE FROM state WHERE component = ?1",
+            params![state_namespace(name, to)],
+        )?;
+        conn.execute(
+            "INSERT INTO state (component, bucket, key, value)
+             SELECT ?2, bucket, key, value FROM state WHERE component = ?1",
+            params![state_namespace(name, from), state_namespace(name, to)],
+        )?;
+        Ok(())
+    }
+
+    fn drop_generation(&self, name: &str, generation: i64) -> Result<()> {
+        self.registry.conn().execute(
+            "DELETE FROM state WHERE component = ?1",
+            params![state_namespace(name, generation)],
+        )?;
+        Ok(())
     }
 
     fn insert(
@@ -453,12 +725,38 @@ impl Deployer {
         Ok(self.registry.conn().last_insert_rowid())
     }
 
-    fn set_state(&self, id: i64, state: &str) -> Result<()> {
+    fn set_state(&self, id: i64, state: &str, generation: i64) -> Result<()> {
         self.registry.conn().execute(
-            "UPDATE deployments SET state = ?1, updated_ms = ?2 WHERE id = ?3",
-            params![state, crate::audit::now_ms(), id],
+            "UPDATE deployments SET state = ?1, generation = ?2, updated_ms = ?3 WHERE id = ?4",
+            params![state, generation, crate::audit::now_ms(), id],
         )?;
         Ok(())
+    }
+
+    /// Record that deployment `id` (prepared) starts as a canary of
+    /// `parent`.
+    fn start_canary(
+        &mut self,
+        id: i64,
+        parent: Option<&Deployment>,
+        plan: &crate::router::Canary,
+        actor: &str,
+    ) -> Result<Deployment> {
+        let tx = self.registry.begin()?;
+        let record = read(&tx, id)?;
+        let details = serde_json::json!({
+            "deployment": id,
+            "digest": record.digest,
+            "against": parent.map(|p| p.id),
+            "plan": plan,
+            "allow": record.spec.allow,
+            "deny": record.spec.deny,
+            "config_keys": record.spec.config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        });
+        let subject = format!("{}@{}", record.name, record.version);
+        let head = crate::audit::append(&tx, actor, "canary", &subject, &details)?;
+        tx.commit(head)?;
+        Ok(record)
     }
 
     /// Retire the active deployment and activate `id`, in one transaction
@@ -470,34 +768,47 @@ impl Deployer {
         action: &str,
         actor: &str,
     ) -> Result<Deployment> {
+        self.commit_active_with(id, retire, action, actor, serde_json::Value::Null)
+    }
+
+    fn commit_active_with(
+        &mut self,
+        id: i64,
+        retire: Option<i64>,
+        action: &str,
+        actor: &str,
+        extra: serde_json::Value,
+    ) -> Result<Deployment> {
         let now = crate::audit::now_ms();
-        let record = {
-            let tx = self.registry.begin()?;
-            if let Some(old) = retire {
-                tx.execute(
-                    "UPDATE deployments SET state = 'retired', updated_ms = ?1 WHERE id = ?2 AND state = 'active'",
-                    params![now, old],
-                )?;
-            }
+        let tx = self.registry.begin()?;
+        if let Some(old) = retire {
             tx.execute(
-                "UPDATE deployments SET state = 'active', reason = NULL, updated_ms = ?1 WHERE id = ?2",
-                params![now, id],
+                "UPDATE deployments SET state = 'retired', updated_ms = ?1 WHERE id = ?2 AND state = 'active'",
+                params![now, old],
             )?;
-            let record = read(&tx, id)?;
-            let details = serde_json::json!({
-                "deployment": id,
-                "digest": record.digest,
-                "replaced": retire,
-                "allow": record.spec.allow,
-                "deny": record.spec.deny,
-                // Configuration values may be secrets: only their keys.
-                "config_keys": record.spec.config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            });
-            let subject = format!("{}@{}", record.name, record.version);
-            let head = crate::audit::append(&tx, actor, action, &subject, &details)?;
-            tx.commit(head)?;
-            record
-        };
+        }
+        tx.execute(
+            "UPDATE deployments SET state = 'active', reason = NULL, updated_ms = ?1 WHERE id = ?2",
+            params![now, id],
+        )?;
+        let record = read(&tx, id)?;
+        let mut details = serde_json::json!({
+            "deployment": id,
+            "digest": record.digest,
+            "replaced": retire,
+            "strategy": record.strategy,
+            "generation": record.generation,
+            "allow": record.spec.allow,
+            "deny": record.spec.deny,
+            // Configuration values may be secrets: only their keys.
+            "config_keys": record.spec.config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        });
+        if let (Some(d), serde_json::Value::Object(extra)) = (details.as_object_mut(), extra) {
+            d.extend(extra);
+        }
+        let subject = format!("{}@{}", record.name, record.version);
+        let head = crate::audit::append(&tx, actor, action, &subject, &details)?;
+        tx.commit(head)?;
         Ok(record)
     }
 
@@ -522,26 +833,164 @@ impl Deployer {
         tx.commit(head)
     }
 
+    /// The canary of `name` in progress, if any.
+    pub fn canary_record(&self, name: &str) -> Result<Option<Deployment>> {
+        self.registry
+            .conn()
+            .query_row(
+                "SELECT id FROM deployments WHERE name = ?1 AND state = 'prepared' AND strategy = 'canary'",
+                params![name],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|id| read(self.registry.conn(), id))
+            .transpose()
+    }
+
+    /// Promote `name`'s canary now: it becomes the active version.
+    pub fn promote(&mut self, name: &str, actor: &str) -> Result<Deployment> {
+        let canary = self.canary_record(name)?.ok_or_else(|| no_canary(name))?;
+        let current = self.active_record(name)?;
+        let record = self.commit_active_with(
+            canary.id,
+            current.map(|c| c.id),
+            "promote",
+            actor,
+            serde_json::json!({ "by": "operator" }),
+        )?;
+        self.route(name).end_canary(Some(Arc::new(record.clone())));
+        Ok(record)
+    }
+
+    /// Abort `name`'s canary now: it takes no more calls and is marked
+    /// failed; the active version serves every call.
+    pub fn abort(&mut self, name: &str, actor: &str) -> Result<Deployment> {
+        let canary = self.canary_record(name)?.ok_or_else(|| no_canary(name))?;
+        self.route(name).end_canary(None);
+        self.end_canary_failed(&canary, &format!("aborted by {actor}"), actor, None)
+    }
+
+    fn end_canary_failed(
+        &mut self,
+        canary: &Deployment,
+        reason: &str,
+        actor: &str,
+        decision: Option<&crate::router::Decision>,
+    ) -> Result<Deployment> {
+        let tx = self.registry.begin()?;
+        tx.execute(
+            "UPDATE deployments SET state = 'failed', reason = ?1, updated_ms = ?2 WHERE id = ?3",
+            params![reason, crate::audit::now_ms(), canary.id],
+        )?;
+        let record = read(&tx, canary.id)?;
+        let details = serde_json::json!({
+            "deployment": canary.id,
+            "reason": reason,
+            "measured": decision,
+        });
+        let subject = format!("{}@{}", canary.name, canary.version);
+        let head = crate::audit::append(&tx, actor, "abort", &subject, &details)?;
+        tx.commit(head)?;
+        self.drop_unused_generation(canary)?;
+        Ok(record)
+    }
+
+    /// Drop the state generation of a deployment that ended unused, unless
+    /// another deployment runs on it.
+    fn drop_unused_generation(&self, d: &Deployment) -> Result<()> {
+        let shared: i64 = self.registry.conn().query_row(
+            "SELECT COUNT(*) FROM deployments WHERE name = ?1 AND generation = ?2 AND id != ?3
+             AND state IN ('active', 'retired')",
+            params![d.name, d.generation, d.id],
+            |r| r.get(0),
+        )?;
+        if shared == 0 {
+            self.drop_generation(&d.name, d.generation)?;
+        }
+        Ok(())
+    }
+
+    /// Persist what the routes decided about their canaries (promoted after
+    /// their last step, or aborted on a threshold), judging steps that ended
+    /// by time first. A host calls this from time to time; returns the
+    /// deployments whose state changed.
+    pub fn settle(&mut self) -> Result<Vec<Deployment>> {
+        for route in self.routes.values() {
+            route.tick();
+        }
+        let decisions = std::mem::take(
+            &mut *self
+                .decisions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut changed = Vec::new();
+        for (i, d) in decisions.iter().enumerate() {
+            match self.persist_decision(d) {
+                Ok(Some(r)) => changed.push(r),
+                Ok(None) => {}
+                Err(e) => {
+                    // Keep it (and the rest) for the next settle.
+                    self.decisions
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .extend(decisions[i..].iter().cloned());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    fn persist_decision(&mut self, d: &crate::router::Decision) -> Result<Option<Deployment>> {
+        // Only a canary still in progress (an operator may have ended it).
+        let Some(canary) = self
+            .canary_record(&d.name)?
+            .filter(|c| c.id == d.deployment)
+        else {
+            return Ok(None);
+        };
+        let record = match &d.verdict {
+            crate::router::Verdict::Promote => {
+                let current = self.active_record(&d.name)?;
+                let r = self.commit_active_with(
+                    canary.id,
+                    current.map(|c| c.id),
+                    "promote",
+                    "router",
+                    serde_json::json!({ "by": "router", "measured": d }),
+                )?;
+                self.route(&d.name).refresh(Arc::new(r.clone()));
+                r
+            }
+            crate::router::Verdict::Abort(why) => {
+                self.end_canary_failed(&canary, &format!("aborted: {why}"), "router", Some(d))?
+            }
+        };
+        Ok(Some(record))
+    }
+
     /// Re-activate an earlier deployment of `name`: the one `to` names (a
     /// version or a deployment id), else the one the active deployment
-    /// replaced. Compiled code comes from the cache.
+    /// replaced. Compiled code comes from the cache; a blue-green standby
+    /// is switched to directly.
+    ///
+    /// When the target runs on another state generation, calls pause while
+    /// the switch happens, and the writes made on the generation left are
+    /// reported ([`Rollback::left_behind`]).
     pub async fn rollback(
         &mut self,
         name: &str,
         to: Option<&str>,
         actor: &str,
-    ) -> Result<Deployment> {
+    ) -> Result<Rollback> {
         let r = self.rollback_to(name, to, actor).await;
         self.record_events()?;
         r
     }
 
-    async fn rollback_to(
-        &mut self,
-        name: &str,
-        to: Option<&str>,
-        actor: &str,
-    ) -> Result<Deployment> {
+    async fn rollback_to(&mut self, name: &str, to: Option<&str>, actor: &str) -> Result<Rollback> {
+        self.refuse_during_canary(name)?;
         let current = self.active_record(name)?.ok_or_else(|| {
             Error::Invalid(format!("{name} has no active deployment to roll back"))
         })?;
@@ -573,18 +1022,98 @@ impl Deployer {
                 record.state
             )));
         }
-        let options = self.options(&record.spec)?;
-        let bytes = self.registry.bytes(name, &record.version)?;
-        let component = self.runtime.load(name, &bytes, options).await?;
-        let record = self.commit_active(target, Some(current.id), "rollback", actor)?;
-        self.swap(
-            name,
+        let route = self.route(name);
+        let standby = route.standby_of(target);
+        let component = match &standby {
+            Some(s) => s.component.clone(),
+            None => {
+                let options = self.options(&record)?;
+                let bytes = self.registry.bytes(name, &record.version)?;
+                self.runtime.load(name, &bytes, options).await?
+            }
+        };
+        let moves = record.generation != current.generation;
+        let paused = if moves {
+            let limit = route
+                .current()
+                .map_or(std::time::Duration::from_secs(30), |a| {
+                    a.component.limits().timeout
+                });
+            Some(route.pause(limit).await?)
+        } else {
+            None
+        };
+        let (left_behind, left_behind_count) = if moves {
+            self.differing_keys(name, current.generation, record.generation)?
+        } else {
+            (Vec::new(), 0)
+        };
+        let record = self.commit_active_with(
+            target,
+            Some(current.id),
+            "rollback",
+            actor,
+            serde_json::json!({
+                "left_generation": moves.then_some(current.generation),
+                "left_behind": left_behind_count,
+            }),
+        )?;
+        route.set_primary(
             Some(Active {
                 deployment: Arc::new(record.clone()),
                 component,
             }),
+            standby.is_some(),
         );
-        Ok(record)
+        drop(paused);
+        Ok(Rollback {
+            deployment: record,
+            left_generation: moves.then_some(current.generation),
+            left_behind,
+            left_behind_count,
+        })
+    }
+
+    /// Keys whose value on generation `left` differs from generation
+    /// `kept`: at most 100 named, and the count.
+    fn differing_keys(&self, name: &str, left: i64, kept: i64) -> Result<(Vec<String>, usize)> {
+        let mut stmt = self.registry.conn().prepare(
+            "SELECT a.bucket, a.key FROM state a
+               LEFT JOIN state b ON b.component = ?2 AND b.bucket = a.bucket AND b.key = a.key
+               WHERE a.component = ?1 AND (b.value IS NULL OR b.value != a.value)
+             UNION
+             SELECT b.bucket, b.key FROM state b
+               WHERE b.component = ?2 AND NOT EXISTS
+                 (SELECT 1 FROM state a WHERE a.component = ?1 AND a.bucket = b.bucket AND a.key = b.key)
+             ORDER BY 1, 2",
+        )?;
+        let keys: Vec<String> = stmt
+            .query_map(
+                params![state_namespace(name, left), state_namespace(name, kept)],
+                |r| {
+                    Ok(format!(
+                        "{}/{}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?
+                    ))
+                },
+            )?
+            .collect::<std::result::Result<_, _>>()?;
+        let count = keys.len();
+        Ok((keys.into_iter().take(100).collect(), count))
+    }
+
+    /// The state `record` runs on: keys and bytes of its generation.
+    pub fn state_usage(&self, record: &Deployment) -> Result<StateUsage> {
+        let (keys, bytes): (i64, Option<i64>) = self.registry.conn().query_row(
+            "SELECT COUNT(*), SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)) FROM state WHERE component = ?1",
+            params![record.state_namespace()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(StateUsage {
+            keys: u64::try_from(keys).unwrap_or(0),
+            bytes: u64::try_from(bytes.unwrap_or(0)).unwrap_or(0),
+        })
     }
 
     /// A deployment id, or the newest deployment of `version` that was
@@ -651,7 +1180,8 @@ impl Deployer {
     /// The active version of `name`, ready to call: prepared on first use
     /// in this process (from the compiled-code cache).
     pub async fn active(&mut self, name: &str) -> Result<Active> {
-        if let Some(a) = self.slot(name).read().ok().and_then(|g| g.clone()) {
+        let route = self.route(name);
+        if let Some(a) = route.current() {
             return Ok(a);
         }
         let record = self.active_record(name)?.ok_or_else(|| {
@@ -659,21 +1189,44 @@ impl Deployer {
                 "{name} is not deployed; deploy it: `airssys-wasm deploy {name}@VERSION`"
             ))
         })?;
-        let bytes = self.registry.bytes(name, &record.version)?;
-        let options = self.options(&record.spec)?;
-        let component = self.runtime.load(name, &bytes, options).await?;
-        let active = Active {
-            deployment: Arc::new(record),
-            component,
-        };
-        self.swap(name, Some(active.clone()));
+        let active = self.prepare(record).await?;
+        route.set_primary(Some(active.clone()), false);
         Ok(active)
     }
 
-    /// The route calls to `name` take (filled by `active`, `deploy`,
-    /// `upgrade` and `rollback`).
+    async fn prepare(&self, record: Deployment) -> Result<Active> {
+        let bytes = self.registry.bytes(&record.name, &record.version)?;
+        let options = self.options(&record)?;
+        let component = self.runtime.load(&record.name, &bytes, options).await?;
+        Ok(Active {
+            deployment: Arc::new(record),
+            component,
+        })
+    }
+
+    /// The route of `name`, ready for calls: its active version prepared,
+    /// and a canary that was in progress when the last process stopped
+    /// resumed from its first step (with the default plan: the plan is
+    /// not kept).
+    pub async fn serve(&mut self, name: &str) -> Result<Route> {
+        self.active(name).await?;
+        let route = self.route(name);
+        if route.canary().is_none()
+            && let Some(c) = self.canary_record(name)?
+        {
+            let active = self.prepare(c).await?;
+            route.start_canary(active, crate::router::Canary::default())?;
+        }
+        Ok(route)
+    }
+
+    /// The route calls to `name` take (filled by `active`, `serve`,
+    /// `deploy`, `upgrade` and `rollback`).
     pub fn route(&mut self, name: &str) -> Route {
-        Route(self.slot(name))
+        self.routes
+            .entry(name.to_string())
+            .or_insert_with(|| Route::new(name, self.decisions.clone()))
+            .clone()
     }
 
     /// Append the audit events the runtime recorded (denials, refusals,
@@ -694,19 +1247,12 @@ impl Deployer {
     pub fn last_activation(&self) -> Option<Activation> {
         self.last_activation
     }
+}
 
-    fn slot(&mut self, name: &str) -> Arc<std::sync::RwLock<Option<Active>>> {
-        self.active.entry(name.to_string()).or_default().clone()
-    }
-
-    /// The switch: one write of the slot; calls that already took the
-    /// previous `Active` finish on it.
-    fn swap(&mut self, name: &str, to: Option<Active>) {
-        let slot = self.slot(name);
-        *slot
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = to;
-    }
+fn no_canary(name: &str) -> Error {
+    Error::Invalid(format!(
+        "{name} has no canary in progress; start one with `upgrade {name}@VERSION --strategy canary` on a running host"
+    ))
 }
 
 /// A failure's words as they may be kept forever: the guest's own text
@@ -772,7 +1318,7 @@ pub fn find_deployment(
 
 fn read(conn: &rusqlite::Connection, id: i64) -> Result<Deployment> {
     let (spec_json, mut record): (String, Deployment) = conn.query_row(
-        "SELECT id, name, version, digest, spec, strategy, parent, state, reason, actor, created_ms, updated_ms
+        "SELECT id, name, version, digest, spec, strategy, parent, state, reason, actor, created_ms, updated_ms, generation
          FROM deployments WHERE id = ?1",
         params![id],
         |r| {
@@ -787,6 +1333,7 @@ fn read(conn: &rusqlite::Connection, id: i64) -> Result<Deployment> {
                     strategy: r.get(5)?,
                     parent: r.get(6)?,
                     state: r.get(7)?,
+                    generation: r.get(12)?,
                     reason: r.get(8)?,
                     actor: r.get(9)?,
                     created_ms: r.get(10)?,

@@ -31,15 +31,18 @@ mod deployer;
 pub mod diff;
 mod error;
 mod registry;
+pub mod router;
 pub mod signing;
 mod state;
 mod state_dir;
 
 pub use audit::{AuditRecord, Verified};
 pub use deployer::{
-    Activation, Active, DeploySpec, Deployer, Deployment, Route, Strategy, find_deployment,
+    Activation, Active, DeploySpec, Deployer, Deployment, Rollback, StateUsage, Strategy,
+    find_deployment,
 };
 pub use error::{Error, Result};
 pub use registry::{Collected, Provenance, Published, Registry};
+pub use router::{Canary, Pick, Route, Served};
 pub use state::SqliteState;
 pub use state_dir::StateDir;

@@ -61,6 +61,11 @@ const MIGRATIONS: &[&str] = &[
         value BLOB NOT NULL,
         PRIMARY KEY (component, bucket, key)
     );",
+    // 6: state generations (`NAME#GENERATION`): an upgrade of a stateful
+    // component migrates a copy; at most one canary per component.
+    "ALTER TABLE deployments ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+    UPDATE state SET component = component || '#0';
+    CREATE UNIQUE INDEX one_canary ON deployments(name) WHERE state = 'prepared' AND strategy = 'canary';",
 ];
 
 /// What `gc` removed.

@@ -75,7 +75,7 @@ async fn deploy_upgrade_rollback_and_history() {
         assert_eq!(out.value.payload, b"still");
 
         let compiled = d.runtime().stats();
-        let back = d.rollback("svc", None, "t").await.unwrap();
+        let back = d.rollback("svc", None, "t").await.unwrap().deployment;
         assert_eq!(back.id, first.id);
         assert_eq!(back.version, "0.1.0");
         assert_eq!(
@@ -149,14 +149,20 @@ async fn what_cannot_be_deployed_says_why() {
     );
     let err = d.rollback("nope", None, "t").await.unwrap_err();
     assert!(err.to_string().contains("no active deployment"), "{err}");
+    assert!("canary".parse::<Strategy>().unwrap().needs_live_traffic());
     assert!(
-        "canary"
+        !"immediate"
+            .parse::<Strategy>()
+            .unwrap()
+            .needs_live_traffic()
+    );
+    assert!(
+        "sideways"
             .parse::<Strategy>()
             .unwrap_err()
             .to_string()
-            .contains("needs a running host")
+            .contains("use immediate, blue-green or canary")
     );
-    assert!("sideways".parse::<Strategy>().is_err());
 
     // An upgrade that removes an export is breaking: refused unless
     // allowed, and the active version keeps serving.
@@ -269,8 +275,9 @@ async fn review_fixes_hold() {
         .await
         .unwrap();
 
-    // The old and the new version share the component's state: no
-    // increment is lost across a hot upgrade.
+    // The new version starts from the old one's state (copied into a new
+    // generation); a caller that kept the old version past the switch
+    // writes to the old generation, which the new one does not see.
     let old = d.route("tally").current().unwrap();
     let n =
         |o: airssys_wasm_runtime::CallOutput<Message>| String::from_utf8(o.value.payload).unwrap();
@@ -283,13 +290,14 @@ async fn review_fixes_hold() {
         .unwrap();
     let new = d.route("tally").current().unwrap();
     assert_eq!(new.deployment.version, "2.0.0");
+    assert_eq!(new.deployment.generation, old.deployment.generation + 1);
     assert_eq!(
         n(old.component.execute(Message::new("")).await.unwrap()),
         "2"
     );
     assert_eq!(
         n(new.component.execute(Message::new("")).await.unwrap()),
-        "3"
+        "2"
     );
 
     // A rollback names a deployment of the component, not another's.

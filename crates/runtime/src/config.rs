@@ -208,6 +208,9 @@ pub struct Limits {
     /// Total bytes of keys and values one component may keep in `state`
     /// (default 64 MiB).
     pub state_total_bytes: usize,
+    /// Keys one component may keep in `state`, all buckets together
+    /// (default 100,000).
+    pub state_keys: usize,
 }
 
 impl Default for Limits {
@@ -225,6 +228,7 @@ impl Default for Limits {
             state_key_bytes: 1 << 10,
             state_value_bytes: 1 << 20,
             state_total_bytes: 64 << 20,
+            state_keys: 100_000,
         }
     }
 }
@@ -269,6 +273,12 @@ impl Limits {
     /// Set the bytes of stdout and stderr kept per call.
     pub fn output_bytes(mut self, n: usize) -> Self {
         self.output_bytes = n;
+        self
+    }
+
+    /// Set the number of keys one component may keep in `state`.
+    pub fn state_keys(mut self, n: usize) -> Self {
+        self.state_keys = n;
         self
     }
 

@@ -454,29 +454,36 @@ pub(crate) struct StateStore {
 struct StateInner {
     buckets: HashMap<String, BTreeMap<String, Vec<u8>>>,
     bytes: usize,
+    keys: usize,
 }
 
 impl StateInner {
     /// Store `key` = `value` in `bucket` unless the component's total would
-    /// pass `quota` bytes (keys and values counted).
+    /// pass `limits`' quotas of bytes (keys and values counted) and keys.
     fn insert_within_quota(
         &mut self,
-        quota: usize,
+        limits: &Limits,
         bucket: &str,
         key: String,
         value: Vec<u8>,
     ) -> Result<(), KvError> {
-        let old = self
-            .buckets
-            .get(bucket)
-            .and_then(|b| b.get(&key))
-            .map_or(0, |v| key.len() + v.len());
+        let quota = limits.state_total_bytes;
+        let old = self.buckets.get(bucket).and_then(|b| b.get(&key));
+        let is_new = old.is_none();
+        let old = old.map_or(0, |v| key.len() + v.len());
         let new_total = self.bytes - old + key.len() + value.len();
         if new_total > quota {
             return Err(KvError::Other(format!(
                 "state quota of {quota} bytes exceeded (would hold {new_total} bytes)"
             )));
         }
+        if is_new && self.keys >= limits.state_keys {
+            return Err(KvError::Other(format!(
+                "state quota of {} keys reached; delete keys before adding new ones",
+                limits.state_keys
+            )));
+        }
+        self.keys += usize::from(is_new);
         self.bytes = new_total;
         self.buckets
             .entry(bucket.to_string())
@@ -502,9 +509,11 @@ fn restore(inner: &mut StateInner, undo: HashMap<(String, String), Option<Vec<u8
     for ((bucket, key), before) in undo {
         if let Some(now) = inner.buckets.get_mut(&bucket).and_then(|b| b.remove(&key)) {
             inner.bytes -= key.len() + now.len();
+            inner.keys -= 1;
         }
         if let Some(v) = before {
             inner.bytes += key.len() + v.len();
+            inner.keys += 1;
             inner.buckets.entry(bucket).or_default().insert(key, v);
         } else if inner.buckets.get(&bucket).is_some_and(BTreeMap::is_empty) {
             inner.buckets.remove(&bucket);
@@ -526,6 +535,7 @@ impl StateStore {
         let mut inner = self.lock();
         for (bucket, key, value) in entries {
             inner.bytes += key.len() + value.len();
+            inner.keys += 1;
             if let Some(old) = inner
                 .buckets
                 .entry(bucket)
@@ -533,6 +543,7 @@ impl StateStore {
                 .insert(key.clone(), value)
             {
                 inner.bytes -= key.len() + old.len();
+                inner.keys -= 1;
             }
         }
     }
@@ -546,6 +557,11 @@ impl StateStore {
     /// Bytes of keys and values held.
     pub(crate) fn bytes(&self) -> usize {
         self.lock().bytes
+    }
+
+    /// Keys held, in every bucket.
+    pub(crate) fn keys(&self) -> usize {
+        self.lock().keys
     }
 }
 
@@ -619,11 +635,10 @@ impl HostCtx {
                 limits.state_value_bytes
             )));
         }
-        let quota = limits.state_total_bytes;
         let shared = self.shared.clone();
         let mut inner = shared.state.lock();
         self.remember(&inner, bucket, &key);
-        inner.insert_within_quota(quota, bucket, key, value)
+        inner.insert_within_quota(&shared.limits, bucket, key, value)
     }
 }
 
@@ -680,6 +695,7 @@ impl crate::bindings::wasi::keyvalue::store::HostBucket for HostCtx {
         self.remember(&inner, &name, &key);
         if let Some(v) = inner.buckets.get_mut(&name).and_then(|b| b.remove(&key)) {
             inner.bytes -= key.len() + v.len();
+            inner.keys -= 1;
         }
         Ok(Ok(()))
     }
@@ -760,8 +776,7 @@ impl crate::bindings::wasi::keyvalue::atomics::Host for HostCtx {
             ))));
         };
         let value = next.to_string().into_bytes();
-        let quota = self.shared.limits.state_total_bytes;
-        if let Err(e) = inner.insert_within_quota(quota, &name, key, value) {
+        if let Err(e) = inner.insert_within_quota(&self.shared.limits, &name, key, value) {
             return Ok(Err(e));
         }
         Ok(Ok(next))
@@ -821,6 +836,7 @@ impl crate::bindings::wasi::keyvalue::batch::Host for HostCtx {
             self.remember(&inner, &name, &key);
             if let Some(v) = inner.buckets.get_mut(&name).and_then(|b| b.remove(&key)) {
                 inner.bytes -= key.len() + v.len();
+                inner.keys -= 1;
             }
         }
         Ok(Ok(()))
@@ -897,3 +913,38 @@ impl crate::bindings::airssys::component::messaging::Host for HostCtx {
 }
 
 impl crate::bindings::airssys::component::types::Host for HostCtx {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_quota_refuses_new_keys_but_not_new_values() {
+        let limits = Limits::default().state_keys(2);
+        let mut s = StateInner::default();
+        s.insert_within_quota(&limits, "b", "one".into(), b"1".to_vec())
+            .unwrap();
+        s.insert_within_quota(&limits, "c", "two".into(), b"2".to_vec())
+            .unwrap();
+        let Err(KvError::Other(why)) =
+            s.insert_within_quota(&limits, "b", "three".into(), b"3".to_vec())
+        else {
+            panic!("a third key was accepted");
+        };
+        assert_eq!(
+            why,
+            "state quota of 2 keys reached; delete keys before adding new ones"
+        );
+        s.insert_within_quota(&limits, "b", "one".into(), b"11".to_vec())
+            .unwrap();
+        assert_eq!((s.keys, s.bytes), (2, 3 + 2 + 3 + 1));
+        // A deletion undone by `restore` keeps the count right.
+        let mut undo = HashMap::new();
+        undo.insert(("b".to_string(), "one".to_string()), None);
+        restore(&mut s, undo);
+        assert_eq!((s.keys, s.bytes), (1, 4));
+        s.insert_within_quota(&limits, "b", "three".into(), b"3".to_vec())
+            .unwrap();
+    }
+}

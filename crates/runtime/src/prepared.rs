@@ -151,6 +151,7 @@ struct Lifecycle {
     init: ComponentExportIndex,
     health: ComponentExportIndex,
     metadata: ComponentExportIndex,
+    migrate: Option<ComponentExportIndex>,
 }
 
 /// A component ready to be called: compiled, linked, pre-instantiated.
@@ -230,6 +231,7 @@ impl ComponentPre {
                         init: index(l, "init")?,
                         health: index(l, "health")?,
                         metadata: index(l, "metadata")?,
+                        migrate: index(l, "migrate").ok(),
                     }),
                 };
                 Kind::Airssys { execute, lifecycle }
@@ -316,6 +318,16 @@ impl ComponentPre {
     /// Bytes held in this component's `state`.
     pub fn state_bytes(&self) -> usize {
         self.inner.shared.state.bytes()
+    }
+
+    /// Keys held in this component's `state`.
+    pub fn state_keys(&self) -> usize {
+        self.inner.shared.state.keys()
+    }
+
+    /// Whether the component imports a state interface (`wasi:keyvalue`).
+    pub fn keeps_state(&self) -> bool {
+        self.inner.shared.state_gate.is_some()
     }
 
     /// Every exported function, as `name` or `interface#name`.
@@ -449,6 +461,37 @@ impl ComponentPre {
             )
             .await?
             .value)
+    }
+
+    /// Call `lifecycle.migrate(from_version)` in a fresh instance: its
+    /// state writes are kept when it returns `Ok`, like a call's. A
+    /// component without a lifecycle (or without `migrate`) has nothing to
+    /// migrate: `Ok`.
+    pub async fn migrate(&self, from_version: &str) -> Result<()> {
+        let Kind::Airssys {
+            lifecycle: Some(Lifecycle {
+                migrate: Some(idx), ..
+            }),
+            ..
+        } = &self.inner.kind
+        else {
+            return Ok(());
+        };
+        let idx = *idx;
+        let from = from_version.to_string();
+        let out = self
+            .with_instance(Result::is_ok, async move |store, instance| {
+                let f = instance.get_typed_func::<(String,), (Result<(), ComponentError>,)>(
+                    &mut *store,
+                    &idx,
+                )?;
+                Ok(f.call_async(&mut *store, (from,)).await?.0)
+            })
+            .await?;
+        out.value.map_err(|error| Error::Guest {
+            component: self.name().to_string(),
+            error,
+        })
     }
 
     /// Call `lifecycle.metadata` in a fresh instance.

@@ -20,9 +20,11 @@
 //! | `get-many`  | asks `get-many` for one 512 KiB value 200 times; answers the error |
 //! | `entropy`   | answers `clock=SECONDS random=U64` from the wall clock and the RNG |
 //! | `message`   | sends, requests and publishes; answers with the three errors |
+//! | `state-keys`| answers the state's keys, one per line                      |
 //!
 //! `init` fails with `invalid-input` when the configuration sets
-//! `fail-init` to `true`.
+//! `fail-init` to `true`. `migrate(from)` fails when config `fail-migrate`
+//! is `true`; otherwise it stores `migrated-from` = `from` in state.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -32,7 +34,7 @@ use airssys_wasm_sdk::{
     ComponentError, Handler, Lifecycle, Message, component, config, log, messaging, state,
 };
 
-const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, state-set, state-set-then-panic, state-set-then-error, state-get, config, exit, env, message, get-many, entropy";
+const COMMANDS: &str = "echo, loop, grow, recurse, panic, output, sleep, files, log-flood, state-big, state-set, state-set-then-panic, state-set-then-error, state-get, config, exit, env, message, get-many, entropy, state-keys";
 const MIB: usize = 1 << 20;
 
 #[component(
@@ -61,6 +63,21 @@ impl Lifecycle for Misbehave {
         }
         Ok(())
     }
+
+    fn migrate(from_version: String) -> Result<(), ComponentError> {
+        if setting("fail-migrate").as_deref() == Some("true") {
+            return Err(ComponentError::Failed(format!(
+                "misbehave: migrate from {from_version} refused because `fail-migrate` is `true`"
+            )));
+        }
+        state::set("migrated-from", from_version.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// One configuration value, if set.
+fn setting(key: &str) -> Option<String> {
+    config::get(key).ok().flatten()
 }
 
 impl Handler for Misbehave {
@@ -108,6 +125,7 @@ impl Handler for Misbehave {
             "exit" => std::process::exit(3),
             "env" => Ok(Message::text(lines(std::env::vars()))),
             "message" => Ok(Message::text(message())),
+            "state-keys" => Ok(Message::text(state::keys()?.join("\n"))),
             "get-many" => Ok(Message::text(get_many_amplified())),
             "entropy" => Ok(Message::text(format!(
                 "clock={} random={}",
