@@ -6,3 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo test --workspace "$@"
+# The crash test kills a child at each crash point: its own feature.
+cargo test -p airssys-wasm-deploy --features failpoints --test crash "$@"

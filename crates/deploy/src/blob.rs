@@ -20,8 +20,11 @@ pub(crate) fn write(dir: &Path, tmp: &Path, name: &str, bytes: &[u8]) -> Result<
         f.write_all(bytes).map_err(|e| Error::io(&staging, e))?;
         f.sync_all().map_err(|e| Error::io(&staging, e))?;
     }
+    crash_point!("blob-written");
     std::fs::rename(&staging, &dest).map_err(|e| Error::io(&dest, e))?;
+    crash_point!("blob-renamed");
     sync_dir(dir)?;
+    crash_point!("blob-durable");
     Ok(dest)
 }
 

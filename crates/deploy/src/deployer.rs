@@ -491,6 +491,7 @@ impl Deployer {
             strategy.name(),
             actor,
         )?;
+        crash_point!("deploy-submitted");
         let r = self
             .prepare_and_activate(
                 id,
@@ -556,6 +557,7 @@ impl Deployer {
         let options = self.options_in(spec, generation)?;
         self.runtime.decide(&compiled.info, &options)?;
         self.set_state(id, "validated", generation)?;
+        crash_point!("deploy-validated");
 
         let route = self.route(&spec.name);
         // A stateful upgrade: no call runs while the state is copied,
@@ -573,6 +575,7 @@ impl Deployer {
         };
         if let Some(p) = migrate_from {
             self.copy_generation(&spec.name, p.generation, generation)?;
+            crash_point!("generation-copied");
         }
         let component = match self
             .load_and_migrate(spec, &bytes, options, migrate_from)
@@ -587,6 +590,7 @@ impl Deployer {
             }
         };
         self.set_state(id, "prepared", generation)?;
+        crash_point!("deploy-prepared");
         if let Strategy::BlueGreen = strategy {
             match component.health().await {
                 Ok(airssys_wasm_runtime::HealthStatus::Unhealthy(why)) => {
@@ -612,6 +616,7 @@ impl Deployer {
         }
         let start = std::time::Instant::now();
         let record = self.commit_active(id, parent.map(|p| p.id), action, actor)?;
+        crash_point!("deploy-active");
         let committed = std::time::Instant::now();
         route.set_primary(
             Some(Active {

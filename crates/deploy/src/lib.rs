@@ -25,6 +25,15 @@
 //! # }
 //! ```
 
+/// A place where the crash test (feature `failpoints`) may stop the
+/// process with SIGKILL: before and after each persisted step.
+macro_rules! crash_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name);
+    };
+}
+
 pub mod audit;
 mod blob;
 mod deployer;

@@ -401,8 +401,9 @@ impl Registry {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Whether `gc` removed the bytes of `name` `version`.
-    fn pruned(&self, name: &str, version: &str) -> Result<bool> {
+    /// Whether `gc` removed the bytes of `name` `version` (its record
+    /// stays, for history).
+    pub fn pruned(&self, name: &str, version: &str) -> Result<bool> {
         let pruned: Option<i64> = self.conn.query_row(
             "SELECT pruned_ms FROM versions WHERE name = ?1 AND version = ?2",
             params![name, version],
@@ -651,9 +652,13 @@ impl RegistryTx<'_> {
     /// Commit, with `head` (from [`audit::append`]) as the trail's new head.
     pub(crate) fn commit(self, head: (i64, [u8; 32])) -> Result<()> {
         let next = next_head(&self.head);
+        crash_point!("tx-before-head");
         stage_head(&self.tmp, &next, head.0, &head.1)?;
+        crash_point!("tx-before-commit");
         self.tx.commit()?;
+        crash_point!("tx-after-commit");
         std::fs::rename(&next, &self.head).map_err(|e| Error::io(&self.head, e))?;
+        crash_point!("tx-head-renamed");
         crate::blob::sync_dir(parent(&self.head))
     }
 }
