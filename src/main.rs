@@ -170,7 +170,7 @@ fn main() -> ExitCode {
             Command::Deploy(args) => commands::deploy::deploy(args, host).await,
             Command::Upgrade(args) => commands::deploy::upgrade(args, host).await,
             Command::Rollback(args) => commands::deploy::rollback(args, host).await,
-            Command::Promote(args) => commands::deploy::promote(args, host),
+            Command::Promote(args) => commands::deploy::promote(args, host).await,
             Command::Abort(args) => commands::deploy::abort(args, host),
             Command::History(args) => commands::deploy::history(args, host),
             Command::Diff(args) => commands::deploy::diff(args, host),

@@ -98,3 +98,24 @@ pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     writeln!(out)?;
     Ok(())
 }
+
+/// A spinner on stderr while a step that may take a while runs (compiling,
+/// writing a version): drawn only when stderr is a terminal, cleared when
+/// dropped.
+pub(crate) struct Progress(indicatif::ProgressBar);
+
+impl Progress {
+    pub(crate) fn start(message: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.set_message(message);
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Self(bar)
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}

@@ -31,7 +31,10 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
     let (name, bytes) = read_component(&args.file)?;
     let rt = runtime(&host, false)?;
     let start = Instant::now();
-    let compiled = rt.compile(&name, &bytes)?;
+    let progress = crate::output::Progress::start(format!("compiling {name}"));
+    let compiled = rt.compile(&name, &bytes);
+    drop(progress);
+    let compiled = compiled?;
     let elapsed = start.elapsed();
     let digest = compiled.info.digest;
     let entry = rt

@@ -9,7 +9,7 @@ use anyhow::bail;
 use serde_json::json;
 
 use super::{GrantArgs, Host, LimitArgs, parse_pair};
-use crate::output::{InputError, print_json, print_text};
+use crate::output::{InputError, Progress, print_json, print_text};
 
 /// What to deploy, and with what.
 #[derive(Debug, clap::Args)]
@@ -293,6 +293,7 @@ pub(crate) async fn deploy(args: DeployArgs, host: Host) -> anyhow::Result<u8> {
     let mut d = open(&dir, &host)?;
     let actor = crate::commands::publish::actor();
     let active = d.status()?.into_iter().any(|r| &r.name == name);
+    let progress = Progress::start(format!("deploying {name} {version}"));
     let record = match args.spec.spec(name, version)? {
         Some(spec) => d.deploy(spec, args.allow_breaking, &actor).await?,
         // Over an active deployment without flags: keep its grants, limits
@@ -317,6 +318,7 @@ pub(crate) async fn deploy(args: DeployArgs, host: Host) -> anyhow::Result<u8> {
             .await?
         }
     };
+    drop(progress);
     let verb = if record.parent.is_some() {
         "upgraded to"
     } else {
@@ -340,6 +342,7 @@ pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8>
     let (dir, _) = deployer(&host)?;
     let mut d = open(&dir, &host)?;
     let spec = args.spec.spec(name, version)?;
+    let progress = Progress::start(format!("upgrading {name} to {version}"));
     let record = d
         .upgrade(
             name,
@@ -350,6 +353,7 @@ pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8>
             &crate::commands::publish::actor(),
         )
         .await?;
+    drop(progress);
     report("upgraded to", &record, args.json)
 }
 
@@ -394,10 +398,12 @@ pub(crate) async fn rollback(args: RollbackArgs, host: Host) -> anyhow::Result<u
     Ok(crate::exit::OK)
 }
 
-pub(crate) fn promote(args: CanaryArgs, host: Host) -> anyhow::Result<u8> {
+pub(crate) async fn promote(args: CanaryArgs, host: Host) -> anyhow::Result<u8> {
     let (dir, _) = deployer(&host)?;
     let mut d = open(&dir, &host)?;
-    let record = d.promote(&args.name, &crate::commands::publish::actor())?;
+    let record = d
+        .promote(&args.name, &crate::commands::publish::actor())
+        .await?;
     report("promoted", &record, args.json)
 }
 

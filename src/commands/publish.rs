@@ -59,7 +59,15 @@ pub(crate) fn main(args: Args, state_dir: PathBuf) -> anyhow::Result<u8> {
     };
     let dir = StateDir::open(&state_dir)?;
     let mut registry = Registry::open(&dir)?;
-    let p = registry.publish(&args.name, &args.version, &bytes, &provenance, &actor())?;
+    let progress = crate::output::Progress::start(format!(
+        "publishing {} {} ({} bytes)",
+        args.name,
+        args.version,
+        bytes.len()
+    ));
+    let p = registry.publish(&args.name, &args.version, &bytes, &provenance, &actor());
+    drop(progress);
+    let p = p?;
     if args.json {
         print_json(&json!({
             "name": p.name,

@@ -17,8 +17,11 @@
 //! the same transaction. A process that stops between `submitted` and
 //! `active` leaves a record that the next open marks `failed`
 //! ("interrupted"): the previously active version never stopped being
-//! active. In-process, activation is one atomic swap; a call holds the
-//! version it started on.
+//! active. A canary in progress (`prepared`, strategy `canary`) stays, and
+//! resumes when its route is served again. In-process, activation is one
+//! atomic swap of the route; a call holds the version it started on. An
+//! upgrade of a component that keeps state also pauses calls that go
+//! through the route ([`Route::pick`]) while its state migrates.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -163,7 +166,8 @@ pub struct Deployment {
     pub digest: String,
     /// What was deployed, with its grants, limits and configuration.
     pub spec: DeploySpec,
-    /// `immediate`, or how it was rolled back to (`rollback`).
+    /// How it reached traffic: `immediate`, `blue-green` or `canary` (a
+    /// rollback re-activates a record as it was).
     pub strategy: String,
     /// The deployment it replaced.
     pub parent: Option<i64>,
@@ -222,7 +226,8 @@ pub struct Rollback {
     /// The generation of state left, when the rollback changed generation.
     pub left_generation: Option<i64>,
     /// Keys (`bucket/key`) whose value on the generation left differs from
-    /// the one now served: the writes left behind, at most 100 named.
+    /// the one now served (written since the upgrade, by calls or by the
+    /// newer version's `migrate`): at most 100 named.
     pub left_behind: Vec<String>,
     /// How many keys differ in all.
     pub left_behind_count: usize,
@@ -354,9 +359,12 @@ impl Deployer {
             );
         }
         let dropped = self.registry.conn().execute(
-            "DELETE FROM state WHERE component NOT IN
-               (SELECT name || '#' || generation FROM deployments
-                WHERE state IN ('active', 'retired') OR (state = 'prepared' AND strategy = 'canary'))",
+            "DELETE FROM state
+             WHERE instr(component, '#') > 0
+               AND substr(component, 1, instr(component, '#') - 1) IN (SELECT name FROM deployments)
+               AND component NOT IN
+                 (SELECT name || '#' || generation FROM deployments
+                  WHERE state IN ('active', 'retired') OR (state = 'prepared' AND strategy = 'canary'))",
             [],
         )?;
         if dropped > 0 {
@@ -563,74 +571,74 @@ impl Deployer {
         // A stateful upgrade: no call runs while the state is copied,
         // migrated and switched.
         let paused = match migrate_from {
-            Some(_) => {
-                let limit = route
-                    .current()
-                    .map_or(std::time::Duration::from_secs(30), |a| {
-                        a.component.limits().timeout
-                    });
-                Some(route.pause(limit).await?)
-            }
+            Some(_) => Some(route.pause(drain_limit(&route)).await?),
             None => None,
         };
-        if let Some(p) = migrate_from {
-            self.copy_generation(&spec.name, p.generation, generation)?;
-            crash_point!("generation-copied");
+        // From the copy on, any failure drops the new generation.
+        let r = async {
+            if let Some(p) = migrate_from {
+                self.copy_generation(&spec.name, p.generation, generation)?;
+                crash_point!("generation-copied");
+            }
+            let component = self
+                .load_and_migrate(spec, &bytes, options, migrate_from)
+                .await?;
+            if let Strategy::BlueGreen = strategy {
+                match component.health().await {
+                    Ok(airssys_wasm_runtime::HealthStatus::Unhealthy(why)) => {
+                        return Err(Error::Invalid(format!(
+                            "blue-green: {} {} reports itself unhealthy ({why}); the active version keeps serving",
+                            spec.name, spec.version
+                        )));
+                    }
+                    Ok(_) => {}
+                    // A component without a lifecycle has no health to ask.
+                    Err(airssys_wasm_runtime::Error::Unsupported { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if let Strategy::Canary(plan) = strategy {
+                // `prepared` and the audit record in one transaction: a
+                // canary is never in progress without its record.
+                let record = self.start_canary(id, parent, plan, actor)?;
+                let active = Active {
+                    deployment: Arc::new(record.clone()),
+                    component,
+                };
+                // The route measures against the active version: prepare
+                // it here if no call prepared it yet.
+                self.active(&spec.name).await?;
+                route.start_canary(active, plan.clone())?;
+                return Ok(record);
+            }
+            self.set_state(id, "prepared", generation)?;
+            crash_point!("deploy-prepared");
+            let start = std::time::Instant::now();
+            let record = self.commit_active(id, parent.map(|p| p.id), action, actor)?;
+            crash_point!("deploy-active");
+            let committed = std::time::Instant::now();
+            route.set_primary(
+                Some(Active {
+                    deployment: Arc::new(record.clone()),
+                    component,
+                }),
+                matches!(strategy, Strategy::BlueGreen),
+            );
+            self.last_activation = Some(Activation {
+                commit: committed - start,
+                swap: committed.elapsed(),
+            });
+            Ok(record)
         }
-        let component = match self
-            .load_and_migrate(spec, &bytes, options, migrate_from)
-            .await
+        .await;
+        if r.is_err()
+            && migrate_from.is_some()
+            && let Err(f) = self.drop_generation(&spec.name, generation)
         {
-            Ok(c) => c,
-            Err(e) => {
-                if migrate_from.is_some() {
-                    self.drop_generation(&spec.name, generation)?;
-                }
-                return Err(e);
-            }
-        };
-        self.set_state(id, "prepared", generation)?;
-        crash_point!("deploy-prepared");
-        if let Strategy::BlueGreen = strategy {
-            match component.health().await {
-                Ok(airssys_wasm_runtime::HealthStatus::Unhealthy(why)) => {
-                    return Err(Error::Invalid(format!(
-                        "blue-green: {} {} reports itself unhealthy ({why}); the active version keeps serving",
-                        spec.name, spec.version
-                    )));
-                }
-                Ok(_) => {}
-                // A component without a lifecycle has no health to ask.
-                Err(airssys_wasm_runtime::Error::Unsupported { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            tracing::error!(error = %f, "dropping the state generation of a failed upgrade");
         }
-        if let Strategy::Canary(plan) = strategy {
-            let record = self.start_canary(id, parent, plan, actor)?;
-            let active = Active {
-                deployment: Arc::new(record.clone()),
-                component,
-            };
-            route.start_canary(active, plan.clone())?;
-            return Ok(record);
-        }
-        let start = std::time::Instant::now();
-        let record = self.commit_active(id, parent.map(|p| p.id), action, actor)?;
-        crash_point!("deploy-active");
-        let committed = std::time::Instant::now();
-        route.set_primary(
-            Some(Active {
-                deployment: Arc::new(record.clone()),
-                component,
-            }),
-            matches!(strategy, Strategy::BlueGreen),
-        );
         drop(paused);
-        self.last_activation = Some(Activation {
-            commit: committed - start,
-            swap: committed.elapsed(),
-        });
-        Ok(record)
+        r
     }
 
     /// Refuse a breaking WIT change from `from` to `to` unless allowed.
@@ -748,6 +756,10 @@ impl Deployer {
         actor: &str,
     ) -> Result<Deployment> {
         let tx = self.registry.begin()?;
+        tx.execute(
+            "UPDATE deployments SET state = 'prepared', updated_ms = ?1 WHERE id = ?2",
+            params![crate::audit::now_ms(), id],
+        )?;
         let record = read(&tx, id)?;
         let details = serde_json::json!({
             "deployment": id,
@@ -852,9 +864,20 @@ impl Deployer {
             .transpose()
     }
 
-    /// Promote `name`'s canary now: it becomes the active version.
-    pub fn promote(&mut self, name: &str, actor: &str) -> Result<Deployment> {
+    /// Promote `name`'s canary now: it becomes the active version. What
+    /// the route already decided is persisted first (a canary it aborted is
+    /// no longer in progress).
+    pub async fn promote(&mut self, name: &str, actor: &str) -> Result<Deployment> {
+        self.settle()?;
         let canary = self.canary_record(name)?.ok_or_else(|| no_canary(name))?;
+        let route = self.route(name);
+        // The canary's prepared component, or a new one for a route that
+        // never ran it (so the route serves what the database says).
+        let component = match route.canary() {
+            Some(c) if c.deployment.id == canary.id => Some(c.component),
+            _ if route.current().is_some() => Some(self.prepare(canary.clone()).await?.component),
+            _ => None,
+        };
         let current = self.active_record(name)?;
         let record = self.commit_active_with(
             canary.id,
@@ -863,13 +886,24 @@ impl Deployer {
             actor,
             serde_json::json!({ "by": "operator" }),
         )?;
-        self.route(name).end_canary(Some(Arc::new(record.clone())));
+        route.end_canary(None);
+        if let Some(component) = component {
+            route.set_primary(
+                Some(Active {
+                    deployment: Arc::new(record.clone()),
+                    component,
+                }),
+                true,
+            );
+        }
         Ok(record)
     }
 
     /// Abort `name`'s canary now: it takes no more calls and is marked
-    /// failed; the active version serves every call.
+    /// failed; the active version serves every call. What the route
+    /// already decided is persisted first.
     pub fn abort(&mut self, name: &str, actor: &str) -> Result<Deployment> {
+        self.settle()?;
         let canary = self.canary_record(name)?.ok_or_else(|| no_canary(name))?;
         self.route(name).end_canary(None);
         self.end_canary_failed(&canary, &format!("aborted by {actor}"), actor, None)
@@ -1039,12 +1073,7 @@ impl Deployer {
         };
         let moves = record.generation != current.generation;
         let paused = if moves {
-            let limit = route
-                .current()
-                .map_or(std::time::Duration::from_secs(30), |a| {
-                    a.component.limits().timeout
-                });
-            Some(route.pause(limit).await?)
+            Some(route.pause(drain_limit(&route)).await?)
         } else {
             None
         };
@@ -1252,6 +1281,17 @@ impl Deployer {
     pub fn last_activation(&self) -> Option<Activation> {
         self.last_activation
     }
+}
+
+/// How long a pause waits for calls in flight: a call may wait its timeout
+/// for its state turn, then run its timeout.
+fn drain_limit(route: &Route) -> std::time::Duration {
+    let timeout = route
+        .current()
+        .map_or(std::time::Duration::from_secs(30), |a| {
+            a.component.limits().timeout
+        });
+    timeout.saturating_mul(2) + std::time::Duration::from_secs(1)
 }
 
 fn no_canary(name: &str) -> Error {

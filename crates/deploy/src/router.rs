@@ -212,9 +212,14 @@ impl CanaryRun {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether the next call goes to the canary.
+    /// Whether the next call goes to the canary (never once it is judged).
     fn takes_next(&self) -> bool {
-        let percent = u64::from(self.plan.steps[self.lock().step.min(self.plan.steps.len() - 1)]);
+        let stats = self.lock();
+        if stats.concluded {
+            return false;
+        }
+        let percent = u64::from(self.plan.steps[stats.step.min(self.plan.steps.len() - 1)]);
+        drop(stats);
         let n = self.seen.fetch_add(1, Ordering::Relaxed);
         (n + 1) * percent / 100 != n * percent / 100
     }
@@ -258,7 +263,10 @@ impl CanaryRun {
             )));
         }
         if let Some(max) = plan.max_p99 {
-            let p99 = Duration::from_micros(s.latency.value_at_quantile(0.99));
+            let p99 = Duration::from_micros(
+                s.latency
+                    .lowest_equivalent(s.latency.value_at_quantile(0.99)),
+            );
             if p99 > max {
                 s.concluded = true;
                 return Some(Verdict::Abort(format!(
@@ -395,7 +403,10 @@ impl Route {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The active version now; a call keeps it until it ends.
+    /// The active version now. Calls should go through [`Route::pick`] or
+    /// [`Route::execute`]: only those are counted for a canary and paused
+    /// while a stateful upgrade migrates (a call made on this `Active`
+    /// directly may write to the state generation being left).
     pub fn current(&self) -> Option<Active> {
         self.read().primary.clone()
     }
@@ -424,7 +435,7 @@ impl Route {
                 .await
                 .map_err(|_| {
                     Error::Invalid(format!(
-                        "{}: an upgrade was still migrating state after {}; try again",
+                        "{}: a version switch was still under way after {}; try again",
                         self.inner.name,
                         humantime::format_duration(timeout.unwrap_or_default())
                     ))

@@ -1,6 +1,6 @@
 //! Components' state, kept in the registry database: the runtime's
-//! [`StateBackend`], one namespace per component name (so state carries
-//! across upgrades and rollbacks).
+//! [`StateBackend`], one namespace per component and state generation
+//! (`NAME#GENERATION`, see [`crate::Deployment::generation`]).
 
 use std::sync::Mutex;
 

@@ -173,13 +173,19 @@ async fn a_failing_canary_is_aborted_and_the_active_version_serves_on() {
     let (ok, failed) = calls(&route, 20).await;
     assert_eq!((count(&ok, "0.1.0"), failed.len()), (20, 0));
 
-    let settled = d.settle().unwrap();
-    assert_eq!(settled.len(), 1);
-    assert_eq!(
-        (settled[0].id, settled[0].state.as_str()),
-        (canary.id, "failed")
-    );
-    let reason = settled[0].reason.clone().unwrap();
+    // The route aborted it; an operator's promote now finds that persisted
+    // first, and nothing to promote.
+    let err = d.promote("svc", "ops").await.unwrap_err().to_string();
+    assert!(err.contains("svc has no canary in progress"), "{err}");
+    assert!(d.settle().unwrap().is_empty(), "already persisted");
+    let record = d
+        .history("svc")
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == canary.id)
+        .unwrap();
+    assert_eq!(record.state, "failed");
+    let reason = record.reason.clone().unwrap();
     assert!(
         reason.contains("error rate 100.0% (10 of 10 calls) passed the threshold of 20.0% at step 1 (50% of calls)"),
         "{reason}"
@@ -222,7 +228,7 @@ async fn a_slow_canary_is_aborted_on_its_p99() {
 #[tokio::test]
 async fn an_operator_ends_a_canary_and_a_restart_resumes_one() {
     let (_root, dir, mut d) = setup("svc", FLAKY, &["0.1.0", "0.2.0", "0.3.0"]);
-    let err = d.promote("svc", "t").unwrap_err().to_string();
+    let err = d.promote("svc", "t").await.unwrap_err().to_string();
     assert!(err.contains("svc has no canary in progress"), "{err}");
     d.deploy(flaky("0.1.0", &[]), false, "t").await.unwrap();
     let route = d.serve("svc").await.unwrap();
@@ -264,7 +270,7 @@ async fn an_operator_ends_a_canary_and_a_restart_resumes_one() {
     assert_eq!(route.canary().unwrap().deployment.version, "0.3.0");
     let (ok, _) = calls(&route, 10).await;
     assert_eq!(count(&ok, "0.3.0"), 1, "the default plan's first step: 10%");
-    let promoted = d.promote("svc", "ops").unwrap();
+    let promoted = d.promote("svc", "ops").await.unwrap();
     assert_eq!(
         (promoted.version.as_str(), promoted.state.as_str()),
         ("0.3.0", "active")
