@@ -171,6 +171,37 @@ fn main() {
     }
     let rollback_recompiled = d.runtime().stats().compilations - before;
 
+    // The router's cost per call, side by side on one thread: echo called
+    // on the component directly, and through `Route::execute` (pick,
+    // call, report), in alternating blocks.
+    d.registry()
+        .publish("e", "1.0.0", &echo, &Provenance::unsigned(), "bench")
+        .unwrap();
+    rt.block_on(d.deploy(DeploySpec::new("e", "1.0.0"), false, "bench"))
+        .unwrap();
+    let route = rt.block_on(d.serve("e")).unwrap();
+    let (mut direct, mut routed) = (Duration::ZERO, Duration::ZERO);
+    const BLOCK: u32 = 2_000;
+    rt.block_on(async {
+        for _ in 0..10 {
+            let active = route.current().unwrap();
+            let t = Instant::now();
+            for _ in 0..BLOCK {
+                active
+                    .component
+                    .execute(Message::new("ping"))
+                    .await
+                    .unwrap();
+            }
+            direct += t.elapsed();
+            let t = Instant::now();
+            for _ in 0..BLOCK {
+                route.execute(Message::new("ping")).await.unwrap();
+            }
+            routed += t.elapsed();
+        }
+    });
+
     upgrades.sort();
     commits.sort();
     swaps.sort();
@@ -214,5 +245,11 @@ fn main() {
         "  rollback (20)                          p50 {}  p99 {}  recompilations {rollback_recompiled}",
         ms(percentile(&rollbacks, 0.5)),
         ms(percentile(&rollbacks, 0.99))
+    );
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(BLOCK * 10);
+    println!(
+        "  echo per call, one thread: direct {:.2} us, through the route {:.2} us",
+        per(direct),
+        per(routed)
     );
 }

@@ -259,6 +259,8 @@ pub struct Deployer {
     routes: HashMap<String, Route>,
     /// Canary verdicts the routes reached, not persisted yet.
     decisions: crate::router::Decisions,
+    /// The WIT shapes of versions this deployer compared, by digest.
+    shapes: HashMap<String, Arc<crate::diff::Shape>>,
     last_activation: Option<Activation>,
     /// Audit events of this deployer's runtime, not yet in the trail.
     events: Arc<std::sync::Mutex<Vec<airssys_wasm_runtime::AuditEvent>>>,
@@ -313,6 +315,7 @@ impl Deployer {
             state,
             routes: HashMap::new(),
             decisions: Arc::default(),
+            shapes: HashMap::new(),
             last_activation: None,
             events,
         };
@@ -503,6 +506,7 @@ impl Deployer {
         let r = self
             .prepare_and_activate(
                 id,
+                &digest,
                 &spec,
                 parent.as_ref(),
                 allow_breaking,
@@ -526,6 +530,7 @@ impl Deployer {
     async fn prepare_and_activate(
         &mut self,
         id: i64,
+        digest: &str,
         spec: &DeploySpec,
         parent: Option<&Deployment>,
         allow_breaking: bool,
@@ -537,13 +542,7 @@ impl Deployer {
         if let Some(p) = parent
             && p.version != spec.version
         {
-            self.check_wit(
-                &spec.name,
-                &p.version,
-                &spec.version,
-                &bytes,
-                allow_breaking,
-            )?;
+            self.check_wit(p, spec, digest, &bytes, allow_breaking)?;
         }
         let compiled = self.runtime.compile(&spec.name, &bytes)?;
         let keeps_state = compiled
@@ -641,17 +640,26 @@ impl Deployer {
         r
     }
 
-    /// Refuse a breaking WIT change from `from` to `to` unless allowed.
+    /// Refuse a breaking WIT change from `from` to `to` (its `digest` and
+    /// `bytes`) unless allowed.
     fn check_wit(
-        &self,
-        name: &str,
-        from: &str,
-        to: &str,
+        &mut self,
+        from: &Deployment,
+        to: &DeploySpec,
+        digest: &str,
         bytes: &[u8],
         allow_breaking: bool,
     ) -> Result<()> {
-        let old = self.registry.bytes(name, from)?;
-        let changes = crate::diff::diff(&old, bytes)?;
+        let old = match self.shapes.get(&from.digest) {
+            Some(s) => s.clone(),
+            None => {
+                let old = self.registry.bytes(&from.name, &from.version)?;
+                self.shape(&from.digest, &old, "the old version")?
+            }
+        };
+        let new = self.shape(digest, bytes, "the new version")?;
+        let (from, to) = (&from.version, &to.version);
+        let changes = old.diff(&new);
         if crate::diff::breaking(&changes) && !allow_breaking {
             let list: Vec<String> = changes
                 .iter()
@@ -664,6 +672,27 @@ impl Deployer {
             )));
         }
         Ok(())
+    }
+
+    /// The WIT shape of the version with `digest` (its `bytes`), decoded
+    /// once and kept.
+    fn shape(
+        &mut self,
+        digest: &str,
+        bytes: &[u8],
+        which: &str,
+    ) -> Result<Arc<crate::diff::Shape>> {
+        if let Some(s) = self.shapes.get(digest) {
+            return Ok(s.clone());
+        }
+        let shape = Arc::new(crate::diff::Shape::read(bytes, which)?);
+        // A long-lived deployer sees few distinct versions; never more
+        // than 256 shapes are kept.
+        if self.shapes.len() >= 256 {
+            self.shapes.clear();
+        }
+        self.shapes.insert(digest.to_string(), shape.clone());
+        Ok(shape)
     }
 
     /// Prepare the new version and, for a stateful upgrade, run its
@@ -755,10 +784,11 @@ impl Deployer {
         plan: &crate::router::Canary,
         actor: &str,
     ) -> Result<Deployment> {
+        let plan_json = serde_json::to_string(plan).map_err(|e| Error::Invalid(e.to_string()))?;
         let tx = self.registry.begin()?;
         tx.execute(
-            "UPDATE deployments SET state = 'prepared', updated_ms = ?1 WHERE id = ?2",
-            params![crate::audit::now_ms(), id],
+            "UPDATE deployments SET state = 'prepared', plan = ?1, updated_ms = ?2 WHERE id = ?3",
+            params![plan_json, crate::audit::now_ms(), id],
         )?;
         let record = read(&tx, id)?;
         let details = serde_json::json!({
@@ -1240,16 +1270,31 @@ impl Deployer {
 
     /// The route of `name`, ready for calls: its active version prepared,
     /// and a canary that was in progress when the last process stopped
-    /// resumed from its first step (with the default plan: the plan is
-    /// not kept).
+    /// resumed with its plan, from its first step (what was measured
+    /// before the stop, and a verdict not yet persisted by
+    /// [`Deployer::settle`], is measured again).
     pub async fn serve(&mut self, name: &str) -> Result<Route> {
         self.active(name).await?;
         let route = self.route(name);
         if route.canary().is_none()
             && let Some(c) = self.canary_record(name)?
         {
+            let plan: Option<String> = self.registry.conn().query_row(
+                "SELECT plan FROM deployments WHERE id = ?1",
+                params![c.id],
+                |r| r.get(0),
+            )?;
+            let plan = match plan {
+                Some(p) => serde_json::from_str(&p).map_err(|e| {
+                    Error::Invalid(format!(
+                        "deployment {}: its canary plan does not read: {e}",
+                        c.id
+                    ))
+                })?,
+                None => crate::router::Canary::default(),
+            };
             let active = self.prepare(c).await?;
-            route.start_canary(active, crate::router::Canary::default())?;
+            route.start_canary(active, plan)?;
         }
         Ok(route)
     }

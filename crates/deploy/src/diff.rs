@@ -49,25 +49,39 @@ pub struct Change {
 
 /// The changes from `old` to `new` (component bytes), most serious first.
 pub fn diff(old: &[u8], new: &[u8]) -> Result<Vec<Change>> {
-    let (ro, wo) = decode(old, "the old version")?;
-    let (rn, wn) = decode(new, "the new version")?;
-    let mut changes = Vec::new();
-    let exports = |r: &Resolve, w: WorldId| items(r, &r.worlds[w].exports);
-    let imports = |r: &Resolve, w: WorldId| items(r, &r.worlds[w].imports);
-    compare(
-        &exports(&ro, wo),
-        &exports(&rn, wn),
-        Side::Export,
-        &mut changes,
-    );
-    compare(
-        &imports(&ro, wo),
-        &imports(&rn, wn),
-        Side::Import,
-        &mut changes,
-    );
-    changes.sort_by(|a, b| b.class.cmp(&a.class).then(a.what.cmp(&b.what)));
-    Ok(changes)
+    let old = Shape::read(old, "the old version")?;
+    let new = Shape::read(new, "the new version")?;
+    Ok(old.diff(&new))
+}
+
+/// What of a component's world a diff compares: its exports and imports,
+/// each function with its signature's shape. Decoding the world is most of
+/// a diff's cost; a shape is small and may be kept (by digest) for the
+/// next upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    exports: Items,
+    imports: Items,
+}
+
+impl Shape {
+    /// The shape of a component's world; `which` names it in errors.
+    pub fn read(bytes: &[u8], which: &str) -> Result<Self> {
+        let (r, w) = decode(bytes, which)?;
+        Ok(Self {
+            exports: items(&r, &r.worlds[w].exports),
+            imports: items(&r, &r.worlds[w].imports),
+        })
+    }
+
+    /// The changes from this shape to `new`, most serious first.
+    pub fn diff(&self, new: &Self) -> Vec<Change> {
+        let mut changes = Vec::new();
+        compare(&self.exports, &new.exports, Side::Export, &mut changes);
+        compare(&self.imports, &new.imports, Side::Import, &mut changes);
+        changes.sort_by(|a, b| b.class.cmp(&a.class).then(a.what.cmp(&b.what)));
+        changes
+    }
 }
 
 fn decode(bytes: &[u8], which: &str) -> Result<(Resolve, WorldId)> {

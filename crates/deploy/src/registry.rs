@@ -66,6 +66,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE deployments ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
     UPDATE state SET component = component || '#0';
     CREATE UNIQUE INDEX one_canary ON deployments(name) WHERE state = 'prepared' AND strategy = 'canary';",
+    // 7: a canary's plan (JSON), so a restarted host resumes it as planned.
+    "ALTER TABLE deployments ADD COLUMN plan TEXT;",
 ];
 
 /// What `gc` removed.
@@ -80,6 +82,9 @@ pub struct Collected {
     pub compiled: usize,
     /// Bytes freed.
     pub bytes: u64,
+    /// State entries removed: those of state generations no kept
+    /// deployment runs on.
+    pub state_entries: usize,
 }
 
 /// Where a version comes from: its signature, or the operator's explicit
@@ -142,7 +147,7 @@ impl Registry {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        crate::state::wait_briefly_when_busy(&conn)?;
         let mut this = Self {
             conn,
             blobs: dir.blobs(),
@@ -515,7 +520,7 @@ impl Registry {
                 prune.push((name.clone(), version.clone()));
             }
         }
-        if !prune.is_empty() {
+        {
             let tx = self.begin()?;
             for (name, version) in &prune {
                 tx.execute(
@@ -524,14 +529,35 @@ impl Registry {
                 )?;
                 out.pruned.push(format!("{name}@{version}"));
             }
-            let head = audit::append(
-                &tx,
-                actor,
-                "gc",
-                "registry",
-                &serde_json::json!({ "pruned": out.pruned, "keep": keep }),
+            // State generations nothing can run on any more: not the
+            // active deployment's, a canary's, nor a retired deployment's
+            // whose bytes are kept (a rollback target).
+            out.state_entries = tx.execute(
+                "DELETE FROM state
+                 WHERE instr(component, '#') > 0
+                   AND substr(component, 1, instr(component, '#') - 1) IN (SELECT name FROM deployments)
+                   AND component NOT IN
+                     (SELECT d.name || '#' || d.generation FROM deployments d
+                      JOIN versions v ON v.name = d.name AND v.version = d.version
+                      WHERE d.state = 'active'
+                         OR (d.state = 'prepared' AND d.strategy = 'canary')
+                         OR (d.state = 'retired' AND v.pruned_ms IS NULL))",
+                [],
             )?;
-            tx.commit(head)?;
+            if !out.pruned.is_empty() || out.state_entries > 0 {
+                let head = audit::append(
+                    &tx,
+                    actor,
+                    "gc",
+                    "registry",
+                    &serde_json::json!({
+                        "pruned": out.pruned,
+                        "keep": keep,
+                        "state_entries": out.state_entries,
+                    }),
+                )?;
+                tx.commit(head)?;
+            }
         }
         // What the remaining versions need.
         let needed: std::collections::HashSet<String> = {
@@ -657,9 +683,12 @@ impl RegistryTx<'_> {
         crash_point!("tx-before-commit");
         self.tx.commit()?;
         crash_point!("tx-after-commit");
+        // No directory sync after this rename: if a crash loses it, the
+        // staged head is still there and `repair_head` puts it in place at
+        // the next open (the next commit's sync makes it durable anyway).
         std::fs::rename(&next, &self.head).map_err(|e| Error::io(&self.head, e))?;
         crash_point!("tx-head-renamed");
-        crate::blob::sync_dir(parent(&self.head))
+        Ok(())
     }
 }
 

@@ -23,7 +23,7 @@ impl SqliteState {
         let conn = Connection::open(dir.database())?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        wait_briefly_when_busy(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -34,6 +34,27 @@ impl SqliteState {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// While another connection of this process writes (calls' state commits
+/// and the registry's transactions share the database), retry every 100 to
+/// 1000 microseconds for up to 5 s. SQLite's own busy timeout sleeps up to
+/// 100 ms between tries, so a writer could starve behind a stream of
+/// short commits (an upgrade waited seconds behind calls that each commit).
+pub(crate) fn wait_briefly_when_busy(conn: &Connection) -> Result<()> {
+    fn retry(attempt: i32) -> bool {
+        let attempt = u64::try_from(attempt).unwrap_or(0);
+        // 100 us, 200 us, ... capped at 1 ms: about 5 s over 5,000 tries.
+        if attempt >= 5_000 {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(
+            (attempt + 1).min(10) * 100,
+        ));
+        true
+    }
+    conn.busy_handler(Some(retry))?;
+    Ok(())
 }
 
 impl StateBackend for SqliteState {

@@ -269,7 +269,7 @@ async fn an_operator_ends_a_canary_and_a_restart_resumes_one() {
     let route = d.serve("svc").await.unwrap();
     assert_eq!(route.canary().unwrap().deployment.version, "0.3.0");
     let (ok, _) = calls(&route, 10).await;
-    assert_eq!(count(&ok, "0.3.0"), 1, "the default plan's first step: 10%");
+    assert_eq!(count(&ok, "0.3.0"), 5, "its plan's first step: 50%");
     let promoted = d.promote("svc", "ops").await.unwrap();
     assert_eq!(
         (promoted.version.as_str(), promoted.state.as_str()),
@@ -335,7 +335,7 @@ async fn answer(route: &Route, command: &str) -> String {
 
 #[tokio::test]
 async fn a_stateful_upgrade_migrates_a_new_generation_and_a_rollback_says_what_it_leaves() {
-    let (_root, _dir, mut d) = setup("svc", MISBEHAVE, &["0.1.0", "0.2.0", "0.3.0"]);
+    let (_root, dir, mut d) = setup("svc", MISBEHAVE, &["0.1.0", "0.2.0", "0.3.0"]);
     d.deploy(misbehave("0.1.0", &[]), false, "t").await.unwrap();
     let route = d.serve("svc").await.unwrap();
     assert_eq!(answer(&route, "state-set").await, "set");
@@ -403,6 +403,20 @@ async fn a_stateful_upgrade_migrates_a_new_generation_and_a_rollback_says_what_i
     assert_eq!(last.action, "rollback");
     let details: serde_json::Value = serde_json::from_str(&last.details).unwrap();
     assert_eq!(details["left_behind"], 1);
+
+    // The generation left stays while 0.2.0 can be rolled back to; once
+    // gc removes 0.2.0's bytes, its state goes too.
+    let c = d.registry().gc(10, &dir.cache(), "t").unwrap();
+    assert_eq!(c.state_entries, 0);
+    let c = d.registry().gc(1, &dir.cache(), "t").unwrap();
+    assert_eq!(c.pruned, ["svc@0.2.0"]);
+    assert_eq!(
+        c.state_entries, 2,
+        "`k` and `migrated-from` of generation {}",
+        up.generation
+    );
+    assert_eq!(d.state_usage(&back.deployment).unwrap().keys, 1);
+    assert_eq!(answer(&route, "state-get").await, "written");
     d.registry().verify_audit().unwrap();
 }
 
