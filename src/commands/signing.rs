@@ -16,6 +16,10 @@ pub(crate) struct KeygenArgs {
     /// PREFIX.pub. An existing key is never overwritten.
     #[arg(value_name = "PREFIX", default_value = "airssys-signing")]
     prefix: PathBuf,
+
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `sign`.
@@ -32,6 +36,10 @@ pub(crate) struct SignArgs {
     /// Where to write the signature (default: FILE.sig).
     #[arg(long, value_name = "SIG")]
     out: Option<PathBuf>,
+
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `trust`.
@@ -48,6 +56,10 @@ enum TrustCommand {
         /// The public key file.
         #[arg(value_name = "KEY.pub")]
         key: PathBuf,
+
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List the trusted keys.
     List {
@@ -59,6 +71,14 @@ enum TrustCommand {
 
 pub(crate) fn keygen(args: KeygenArgs) -> anyhow::Result<u8> {
     let public = signing::keygen(&args.prefix)?;
+    if args.json {
+        print_json(&json!({
+            "key_id": public.id,
+            "private": args.prefix.with_extension("key"),
+            "public": args.prefix.with_extension("pub"),
+        }))?;
+        return Ok(crate::exit::OK);
+    }
     print_text(&format!(
         "key {} written: {} (private, keep it secret) and {}\n",
         public.id,
@@ -76,6 +96,15 @@ pub(crate) fn sign(args: SignArgs) -> anyhow::Result<u8> {
         .unwrap_or_else(|| PathBuf::from(format!("{}.sig", args.file.display())));
     std::fs::write(&out, serde_json::to_string_pretty(&sig)? + "\n")
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    if args.json {
+        print_json(&json!({
+            "file": args.file,
+            "digest": sig.digest,
+            "key_id": sig.key_id,
+            "signature": out,
+        }))?;
+        return Ok(crate::exit::OK);
+    }
     print_text(&format!(
         "signed {} ({}) with key {}: {}\n",
         args.file.display(),
@@ -90,9 +119,13 @@ pub(crate) fn trust(args: TrustArgs, state_dir: PathBuf) -> anyhow::Result<u8> {
     let dir = StateDir::open(&state_dir)?;
     let mut registry = Registry::open(&dir)?;
     match args.command {
-        TrustCommand::Add { key } => {
+        TrustCommand::Add { key, json } => {
             let public = PublicKey::read(&key)?;
             let added = registry.trust(&public, &crate::commands::publish::actor())?;
+            if json {
+                print_json(&json!({ "key_id": public.id, "added": added }))?;
+                return Ok(crate::exit::OK);
+            }
             print_text(&if added {
                 format!("key {} is trusted\n", public.id)
             } else {

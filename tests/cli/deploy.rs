@@ -244,18 +244,33 @@ fn signed_publishing_with_a_trusted_key() {
     let key = w.join("release.key");
     let public = w.join("release.pub");
 
-    let out = run(&["keygen", prefix.to_str().unwrap()]);
+    let out = run(&["keygen", prefix.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("key "), "{}", stdout(&out));
-    let out = run(&["sign", file, "--key", key.to_str().unwrap()]);
+    let made: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let key_id = made["key_id"].as_str().unwrap().to_string();
+    assert_eq!(made["public"], public.to_str().unwrap());
+    let out = run(&["sign", file, "--key", key.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let signed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(signed["key_id"], key_id.as_str());
+    assert_eq!(signed["signature"], format!("{file}.sig"));
     assert!(std::path::Path::new(&format!("{file}.sig")).is_file());
 
     let publish = |version: &str| run(&["publish", file, "--name", "echo", "--version", version]);
     // Signed, but by a key nobody trusts yet.
     assert_clean_error(&publish("0.1.0"), 3, "does not trust; trust it with");
+    let out = run(&["trust", "add", public.to_str().unwrap(), "--json"]);
+    let trusted: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        trusted,
+        serde_json::json!({ "key_id": key_id, "added": true })
+    );
     let out = run(&["trust", "add", public.to_str().unwrap()]);
-    assert!(stdout(&out).contains("is trusted"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("key {key_id} was already trusted")),
+        "{}",
+        stdout(&out)
+    );
     let out = publish("0.1.0");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 

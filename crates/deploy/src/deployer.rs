@@ -979,6 +979,14 @@ impl Deployer {
         Ok(())
     }
 
+    /// Resolves when a route has decided about its canary (promoted or
+    /// aborted) since the last wake-up: a host awaits this (beside a timer,
+    /// for steps that end by time) and calls [`Deployer::settle`], so a
+    /// verdict is persisted as soon as it is reached.
+    pub async fn decided(&self) {
+        self.decisions.wake.notified().await;
+    }
+
     /// Persist what the routes decided about their canaries (promoted after
     /// their last step, or aborted on a threshold), judging steps that ended
     /// by time first. A host calls this from time to time; returns the
@@ -987,12 +995,7 @@ impl Deployer {
         for route in self.routes.values() {
             route.tick();
         }
-        let decisions = std::mem::take(
-            &mut *self
-                .decisions
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let decisions = self.decisions.take();
         let mut changed = Vec::new();
         for (i, d) in decisions.iter().enumerate() {
             match self.persist_decision(d) {
@@ -1000,10 +1003,7 @@ impl Deployer {
                 Ok(None) => {}
                 Err(e) => {
                     // Keep it (and the rest) for the next settle.
-                    self.decisions
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .extend(decisions[i..].iter().cloned());
+                    self.decisions.put_back(&decisions[i..]);
                     return Err(e);
                 }
             }

@@ -159,8 +159,38 @@ pub struct Decision {
     pub errors: u64,
 }
 
-/// The decisions routes made and the deployer has not persisted yet.
-pub(crate) type Decisions = Arc<Mutex<Vec<Decision>>>;
+/// The decisions routes made and the deployer has not persisted yet, and
+/// a wake-up for whoever persists them.
+#[derive(Default)]
+pub(crate) struct Pending {
+    list: Mutex<Vec<Decision>>,
+    pub(crate) wake: tokio::sync::Notify,
+}
+
+impl Pending {
+    /// Take every decision waiting.
+    pub(crate) fn take(&self) -> Vec<Decision> {
+        std::mem::take(&mut *self.list.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Put decisions back (not persisted), first in line.
+    pub(crate) fn put_back(&self, decisions: &[Decision]) {
+        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        let later = std::mem::take(&mut *list);
+        list.extend(decisions.iter().cloned());
+        list.extend(later);
+    }
+
+    fn push(&self, decision: Decision) {
+        self.list
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(decision);
+        self.wake.notify_one();
+    }
+}
+
+pub(crate) type Decisions = Arc<Pending>;
 
 /// One canary in progress.
 pub(crate) struct CanaryRun {
@@ -349,7 +379,9 @@ impl Pick {
     }
 
     /// Report how the call ended; a canary's call is measured (its time
-    /// counted from the pick).
+    /// counted from the pick). A call the host refused before it ran (an
+    /// `Overloaded` error) says nothing of the version: drop the pick
+    /// instead.
     pub fn finish(self, ok: bool) {
         let Some(run) = &self.canary else {
             return;
@@ -468,7 +500,11 @@ impl Route {
         let pick = self.pick().await?;
         let deployment = pick.active.deployment.clone();
         let r = pick.active.component.execute(input).await;
-        pick.finish(r.is_ok());
+        match &r {
+            // Refused before it ran: not the version's doing.
+            Err(airssys_wasm_runtime::Error::Overloaded { .. }) => drop(pick),
+            _ => pick.finish(r.is_ok()),
+        }
         Ok(Served {
             deployment,
             output: r?,
@@ -524,11 +560,7 @@ impl Route {
                 "canary aborted"
             ),
         }
-        self.inner
-            .decisions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(decision);
+        self.inner.decisions.push(decision);
     }
 
     /// Make `to` the primary; with `keep_standby` the primary it replaces

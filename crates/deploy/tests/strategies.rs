@@ -170,6 +170,10 @@ async fn a_failing_canary_is_aborted_and_the_active_version_serves_on() {
     assert!(failed.iter().all(|v| v == "0.2.0"));
     assert_eq!(count(&ok, "0.1.0"), 50);
     assert!(route.canary().is_none(), "aborted");
+    // The deployer hears of it at once.
+    tokio::time::timeout(Duration::from_secs(5), d.decided())
+        .await
+        .expect("a decision wakes the deployer");
     let (ok, failed) = calls(&route, 20).await;
     assert_eq!((count(&ok, "0.1.0"), failed.len()), (20, 0));
 
