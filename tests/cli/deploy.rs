@@ -359,3 +359,139 @@ fn denials_of_deployed_components_are_in_the_trail() {
     let out = run(&["audit", "verify"], None);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    /// `None` where mounting is not allowed (not root): the test says so
+    /// and skips.
+    fn tmpfs(at: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(at.to_path_buf()))
+    }
+
+    fn remount(&self, how: &str) {
+        let s = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(s.success(), "remount {how}");
+    }
+
+    /// Free kilobytes.
+    fn free_kb(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .arg("-k")
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        stdout(&out)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_and_a_read_only_state_directory_give_clear_errors_and_lose_nothing() {
+    let cli = Cli::new();
+    let root = tempfile::tempdir().unwrap();
+    let Some(disk) = Mount::tmpfs(&root.path().join("disk"), "3m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let s = disk.0.join("state");
+    let s = s.to_str().unwrap();
+    let run = |args: &[&str]| on(&cli, s, args, None);
+    let ok = |o: std::process::Output| {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    ok(run(&[
+        "publish",
+        ECHO,
+        "--name",
+        "echo",
+        "--version",
+        "0.1.0",
+        "--allow-unsigned",
+    ]));
+    ok(run(&["deploy", "echo@0.1.0"]));
+
+    // Full: the publish fails, says why, and leaves no partial file.
+    let filler = disk.0.join("filler");
+    let keep_kb = 40;
+    std::fs::write(
+        &filler,
+        vec![0_u8; ((disk.free_kb() - keep_kb) * 1024) as usize],
+    )
+    .unwrap();
+    let out = run(&[
+        "publish",
+        COUNTER,
+        "--name",
+        "counter",
+        "--version",
+        "0.1.0",
+        "--allow-unsigned",
+    ]);
+    assert_clean_error(&out, 1, "No space left on device");
+    assert_clean_error(
+        &out,
+        1,
+        "the disk of the state directory is full: free space and try again",
+    );
+    let leftovers = std::fs::read_dir(disk.0.join("state/tmp")).unwrap().count();
+    assert_eq!(leftovers, 0, "no partial blob is left behind");
+    // Space back: nothing was lost, and the publish goes through.
+    std::fs::remove_file(&filler).unwrap();
+    assert!(ok(run(&["audit", "verify"])).starts_with("audit trail intact: 2 record(s)"));
+    assert!(ok(run(&["status"])).starts_with("echo                 0.1.0"));
+    ok(run(&[
+        "publish",
+        COUNTER,
+        "--name",
+        "counter",
+        "--version",
+        "0.1.0",
+        "--allow-unsigned",
+    ]));
+
+    // Read-only: every command says so and what to do.
+    disk.remount("ro");
+    let out = run(&["status"]);
+    assert_clean_error(&out, 1, "Read-only file system");
+    assert_clean_error(&out, 1, "the state directory must be writable");
+    assert_clean_error(
+        &run(&["deploy", "counter@0.1.0", "--allow", "state"]),
+        1,
+        "mount it read-write",
+    );
+    disk.remount("rw");
+    assert!(ok(run(&["audit", "verify"])).starts_with("audit trail intact: 3 record(s)"));
+    assert_eq!(
+        ok(on(
+            &cli,
+            s,
+            &["call", "echo", "--input", "-"],
+            Some(b"still here")
+        )),
+        "still here"
+    );
+}

@@ -15,10 +15,14 @@ pub(crate) fn write(dir: &Path, tmp: &Path, name: &str, bytes: &[u8]) -> Result<
         return Ok(dest);
     }
     let staging = tmp.join(format!("{name}.{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&staging).map_err(|e| Error::io(&staging, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&staging, e))?;
-        f.sync_all().map_err(|e| Error::io(&staging, e))?;
+    let written = std::fs::File::create(&staging).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        // A full disk: leave no partial file behind.
+        let _ = std::fs::remove_file(&staging);
+        return Err(Error::io(&staging, e));
     }
     crash_point!("blob-written");
     std::fs::rename(&staging, &dest).map_err(|e| Error::io(&dest, e))?;

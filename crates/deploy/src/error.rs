@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 #[non_exhaustive]
 pub enum Error {
     /// A file or directory could not be read or written.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {source}{}", .path.display(), io_hint(.source))]
     Io {
         /// Which file or directory.
         path: PathBuf,
@@ -39,7 +39,7 @@ pub enum Error {
     },
 
     /// The registry database failed.
-    #[error("registry database: {0}")]
+    #[error("registry database: {}{}", .0, database_hint(.0))]
     Database(#[from] rusqlite::Error),
 
     /// The database was written by a newer airssys-wasm.
@@ -96,3 +96,30 @@ impl Error {
 
 /// The result of the engine's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to do about a full or read-only disk (every write is atomic: what
+/// failed left nothing behind).
+fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            "; the disk of the state directory is full: free space and try again (nothing was changed)"
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+            "; the state directory must be writable, even to read it (its lock and the database's log): mount it read-write, or use another --state-dir (nothing was changed)"
+        }
+        _ => "",
+    }
+}
+
+fn database_hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => {
+            "; is the disk of the state directory full or failing? free space and try again (the transaction was not applied)"
+        }
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            "; the state directory must be writable: mount it read-write, or use another --state-dir (the transaction was not applied)"
+        }
+        _ => "",
+    }
+}
