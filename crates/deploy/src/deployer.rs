@@ -252,6 +252,41 @@ pub struct Active {
 }
 
 /// Deploys, upgrades and rolls back components of one state directory.
+///
+/// ```no_run
+/// use airssys_wasm_deploy::{DeploySpec, Deployer, Provenance, StateDir, Strategy};
+/// use airssys_wasm_runtime::{Message, RuntimeConfig};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = StateDir::open("/var/lib/airssys-wasm")?;
+/// let mut deployer = Deployer::open(&dir, RuntimeConfig::default())?;
+/// let v1 = std::fs::read("echo.wasm")?;
+/// deployer
+///     .registry()
+///     .publish("echo", "0.1.0", &v1, &Provenance::unsigned(), "ops")?;
+/// deployer
+///     .deploy(DeploySpec::new("echo", "0.1.0"), false, "ops")
+///     .await?;
+///
+/// // Calls go through the route, which follows upgrades and rollbacks.
+/// let route = deployer.serve("echo").await?;
+/// let served = route.execute(Message::new("hi")).await?;
+/// assert_eq!(served.output.value.payload, b"hi");
+///
+/// let v2 = std::fs::read("echo-0.2.0.wasm")?;
+/// deployer
+///     .registry()
+///     .publish("echo", "0.2.0", &v2, &Provenance::unsigned(), "ops")?;
+/// deployer
+///     .upgrade("echo", "0.2.0", Strategy::BlueGreen, None, false, "ops")
+///     .await?;
+/// // Back to 0.1.0, kept prepared by blue-green: one swap.
+/// let back = deployer.rollback("echo", None, "ops").await?;
+/// println!("{} is active again", back.deployment.version);
+/// deployer.registry().verify_audit()?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Deployer {
     registry: Registry,
     runtime: Runtime,
