@@ -106,8 +106,12 @@ pub(crate) struct Progress(indicatif::ProgressBar);
 
 impl Progress {
     pub(crate) fn start(message: impl Into<std::borrow::Cow<'static, str>>) -> Self {
-        let bar =
-            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        // Drawn to stderr, and only when it is a terminal.
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
         bar.set_message(message);
         bar.enable_steady_tick(std::time::Duration::from_millis(100));
         Self(bar)
