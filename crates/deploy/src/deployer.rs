@@ -530,6 +530,7 @@ impl Deployer {
                 spec.name, spec.version, spec.name, spec.version
             ))
         })?;
+        crash_point!("deploy-submitting");
         let id = self.insert(
             &spec,
             &digest,
@@ -598,6 +599,7 @@ impl Deployer {
         };
         let options = self.options_in(spec, generation)?;
         self.runtime.decide(&compiled.info, &options)?;
+        crash_point!("deploy-validating");
         self.set_state(id, "validated", generation)?;
         crash_point!("deploy-validated");
 
@@ -611,6 +613,7 @@ impl Deployer {
         // From the copy on, any failure drops the new generation.
         let r = async {
             if let Some(p) = migrate_from {
+                crash_point!("generation-copying");
                 self.copy_generation(&spec.name, p.generation, generation)?;
                 crash_point!("generation-copied");
             }
@@ -645,6 +648,7 @@ impl Deployer {
                 route.start_canary(active, plan.clone())?;
                 return Ok(record);
             }
+            crash_point!("deploy-preparing");
             self.set_state(id, "prepared", generation)?;
             crash_point!("deploy-prepared");
             let start = std::time::Instant::now();

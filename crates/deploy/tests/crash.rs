@@ -38,9 +38,13 @@ const POINTS: &[&str] = &[
     "tx-before-commit",
     "tx-after-commit",
     "tx-head-renamed",
+    "deploy-submitting",
     "deploy-submitted",
+    "deploy-validating",
     "deploy-validated",
+    "generation-copying",
     "generation-copied",
+    "deploy-preparing",
     "deploy-prepared",
     "deploy-active",
 ];
