@@ -1,7 +1,9 @@
 //! Hot deployment under load, in one run: two threads call a component
-//! continuously while 100 upgrades alternate between two precompiled
-//! versions; then a deploy of a version not compiled yet, and a rollback
-//! served from the compiled-code cache.
+//! through its route continuously while 100 upgrades alternate between two
+//! precompiled versions, twice (two builds of echo; then echo and the
+//! counter, whose upgrades migrate state); then a deploy of a version not
+//! compiled yet, a rollback served from the compiled-code cache, and the
+//! router's cost per call beside calling the component directly.
 //!
 //! `cargo bench -p airssys-wasm-deploy --bench hot`. Results and their
 //! reading are in docs/benchmarks.md.
@@ -31,39 +33,52 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let dir = StateDir::open(root.path().join("state")).unwrap();
-    let mut d = Deployer::open(&dir, RuntimeConfig::default().max_instances(64)).unwrap();
-    let echo = std::fs::read(ECHO).unwrap();
-    let counter = std::fs::read(COUNTER).unwrap();
-    d.registry()
-        .publish("svc", "1.0.0", &echo, &Provenance::unsigned(), "bench")
-        .unwrap();
-    d.registry()
-        .publish("svc", "2.0.0", &counter, &Provenance::unsigned(), "bench")
-        .unwrap();
-    let mut v2 = DeploySpec::new("svc", "2.0.0");
-    v2.allow = vec!["system-call:state".into()];
-    let mut v1 = DeploySpec::new("svc", "1.0.0");
-    v1.allow = vec!["system-call:state".into()];
-    // Precompile both.
-    rt.block_on(d.deploy(v1.clone(), true, "bench")).unwrap();
-    rt.block_on(d.upgrade(
-        "svc",
-        "2.0.0",
-        Strategy::Immediate,
-        Some(v2.clone()),
-        true,
-        "bench",
-    ))
-    .unwrap();
-    let route = d.route("svc");
+/// `bytes` with a custom section appended: the same component, another
+/// digest (so it is compiled and cached on its own).
+fn another_build(bytes: &[u8], tag: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut payload = Vec::new();
+    leb(tag.len(), &mut payload);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
 
+/// What one 10 s phase measured.
+struct Phase {
+    calls: u64,
+    failed: u64,
+    invalid: u64,
+    recompiled: u64,
+    upgrades: Vec<Duration>,
+    commits: Vec<Duration>,
+    swaps: Vec<Duration>,
+}
+
+/// Two threads call `name` through its route for 10 s while 100 upgrades
+/// alternate between `versions` (already deployed once, so precompiled);
+/// `valid` checks an answer against the version that gave it.
+fn under_load(
+    rt: &tokio::runtime::Runtime,
+    d: &mut Deployer,
+    name: &str,
+    versions: [&DeploySpec; 2],
+    valid: fn(&str, &str) -> bool,
+) -> Phase {
+    let route = d.route(name);
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed, invalid) = (
         Arc::new(AtomicU64::new(0)),
@@ -84,12 +99,11 @@ fn main() {
                         match route.execute(Message::new("ping")).await {
                             Ok(served) => {
                                 let body = String::from_utf8_lossy(&served.output.value.payload);
-                                // Echo answers the payload; the counter a count.
-                                let valid = match served.deployment.version.as_str() {
-                                    "1.0.0" => body == "ping",
-                                    _ => body.parse::<u64>().is_ok(),
+                                let n = if valid(&served.deployment.version, &body) {
+                                    &ok
+                                } else {
+                                    &invalid
                                 };
-                                let n = if valid { &ok } else { &invalid };
                                 n.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(_) => {
@@ -106,15 +120,11 @@ fn main() {
     let compiled_before = d.runtime().stats().compilations;
     let (mut upgrades, mut commits, mut swaps) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..100 {
-        let (version, spec) = if i % 2 == 0 {
-            ("1.0.0", &v1)
-        } else {
-            ("2.0.0", &v2)
-        };
+        let spec = versions[i % 2];
         let t = Instant::now();
         rt.block_on(d.upgrade(
-            "svc",
-            version,
+            name,
+            &spec.version,
             Strategy::Immediate,
             Some(spec.clone()),
             true,
@@ -134,7 +144,118 @@ fn main() {
     for c in callers {
         c.join().unwrap();
     }
-    let recompiled = d.runtime().stats().compilations - compiled_before;
+    upgrades.sort();
+    commits.sort();
+    swaps.sort();
+    Phase {
+        calls: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        invalid: invalid.load(Ordering::Relaxed),
+        recompiled: d.runtime().stats().compilations - compiled_before,
+        upgrades,
+        commits,
+        swaps,
+    }
+}
+
+fn report(title: &str, p: &Phase) {
+    println!("{title}, 2 calling threads, 10 s");
+    println!(
+        "  calls answered           {} ({:.0}/s)",
+        p.calls,
+        p.calls as f64 / 10.0
+    );
+    println!("  failed calls             {}", p.failed);
+    println!("  answers from no version  {}", p.invalid);
+    println!(
+        "  recompilations           {} over 100 upgrades",
+        p.recompiled
+    );
+    println!(
+        "  upgrade (validate, prepare, activate)  p50 {}  p99 {}",
+        ms(percentile(&p.upgrades, 0.5)),
+        ms(percentile(&p.upgrades, 0.99))
+    );
+    println!(
+        "  activation: persisted transition     p50 {}  p99 {}",
+        ms(percentile(&p.commits, 0.5)),
+        ms(percentile(&p.commits, 0.99))
+    );
+    println!(
+        "  activation: in-process switch        p50 {}  p99 {}",
+        ms(percentile(&p.swaps, 0.5)),
+        ms(percentile(&p.swaps, 0.99))
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = StateDir::open(root.path().join("state")).unwrap();
+    let mut d = Deployer::open(&dir, RuntimeConfig::default().max_instances(64)).unwrap();
+    let echo = std::fs::read(ECHO).unwrap();
+    let counter = std::fs::read(COUNTER).unwrap();
+
+    // Phase 1: two builds of echo.
+    d.registry()
+        .publish("echo", "1.0.0", &echo, &Provenance::unsigned(), "bench")
+        .unwrap();
+    d.registry()
+        .publish(
+            "echo",
+            "2.0.0",
+            &another_build(&echo, "bench-2.0.0"),
+            &Provenance::unsigned(),
+            "bench",
+        )
+        .unwrap();
+    let (e1, e2) = (
+        DeploySpec::new("echo", "1.0.0"),
+        DeploySpec::new("echo", "2.0.0"),
+    );
+    rt.block_on(d.deploy(e1.clone(), true, "bench")).unwrap();
+    rt.block_on(d.upgrade("echo", "2.0.0", Strategy::Immediate, None, true, "bench"))
+        .unwrap();
+    rt.block_on(d.serve("echo")).unwrap();
+    let stateless = under_load(&rt, &mut d, "echo", [&e1, &e2], |_, body| body == "ping");
+
+    // Phase 2: echo and the counter, which keeps state: every second
+    // upgrade pauses calls, copies the state and runs `migrate`.
+    d.registry()
+        .publish("svc", "1.0.0", &echo, &Provenance::unsigned(), "bench")
+        .unwrap();
+    d.registry()
+        .publish("svc", "2.0.0", &counter, &Provenance::unsigned(), "bench")
+        .unwrap();
+    let mut v2 = DeploySpec::new("svc", "2.0.0");
+    v2.allow = vec!["system-call:state".into()];
+    let mut v1 = DeploySpec::new("svc", "1.0.0");
+    v1.allow = vec!["system-call:state".into()];
+    rt.block_on(d.deploy(v1.clone(), true, "bench")).unwrap();
+    rt.block_on(d.upgrade(
+        "svc",
+        "2.0.0",
+        Strategy::Immediate,
+        Some(v2.clone()),
+        true,
+        "bench",
+    ))
+    .unwrap();
+    rt.block_on(d.serve("svc")).unwrap();
+    // Echo answers the payload; the counter a count.
+    let stateful = under_load(
+        &rt,
+        &mut d,
+        "svc",
+        [&v1, &v2],
+        |version, body| match version {
+            "1.0.0" => body == "ping",
+            _ => body.parse::<u64>().is_ok(),
+        },
+    );
 
     // A deploy of a version nobody compiled: a fresh state directory.
     let fresh_root = tempfile::tempdir().unwrap();
@@ -202,39 +323,11 @@ fn main() {
         }
     });
 
-    upgrades.sort();
-    commits.sort();
-    swaps.sort();
     rollbacks.sort();
-    let calls = ok.load(Ordering::Relaxed);
-    println!("hot deployment, 2 calling threads, 10 s");
-    println!(
-        "  calls answered           {calls} ({:.0}/s)",
-        calls as f64 / 10.0
-    );
-    println!(
-        "  failed calls             {}",
-        failed.load(Ordering::Relaxed)
-    );
-    println!(
-        "  answers from no version  {}",
-        invalid.load(Ordering::Relaxed)
-    );
-    println!("  recompilations           {recompiled} over 100 upgrades");
-    println!(
-        "  upgrade (validate, prepare, activate)  p50 {}  p99 {}",
-        ms(percentile(&upgrades, 0.5)),
-        ms(percentile(&upgrades, 0.99))
-    );
-    println!(
-        "  activation: persisted transition     p50 {}  p99 {}",
-        ms(percentile(&commits, 0.5)),
-        ms(percentile(&commits, 0.99))
-    );
-    println!(
-        "  activation: in-process switch        p50 {}  p99 {}",
-        ms(percentile(&swaps, 0.5)),
-        ms(percentile(&swaps, 0.99))
+    report("hot deployment: two builds of echo", &stateless);
+    report(
+        "hot deployment: echo and the counter (every second upgrade migrates state)",
+        &stateful,
     );
     println!(
         "  deploy, not yet compiled               {}",
