@@ -97,7 +97,8 @@ enum Command {
     History(commands::deploy::HistoryArgs),
     /// Compare the WIT worlds of two published versions of a component.
     Diff(commands::deploy::DiffArgs),
-    /// Remove the bytes and compiled code of versions beyond the retention.
+    /// Remove the bytes and compiled code of versions beyond the retention,
+    /// and state left by failed upgrades.
     Gc(commands::deploy::GcArgs),
     /// Show the active deployment of every component.
     Status(commands::deploy::StatusArgs),

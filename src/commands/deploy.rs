@@ -231,7 +231,7 @@ pub(crate) fn gc(args: GcArgs, host: Host) -> anyhow::Result<u8> {
         print_json(&json!(c))?;
     } else {
         print_text(&format!(
-            "removed the bytes of {} version(s){}, {} blob file(s), {} compiled file(s) and {} state entries of old generations: {} bytes freed\n",
+            "removed the bytes of {} version(s){}, {} blob file(s), {} compiled file(s) and {} state entries left by failed upgrades: {} bytes freed\n",
             c.pruned.len(),
             if c.pruned.is_empty() {
                 String::new()

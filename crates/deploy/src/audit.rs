@@ -14,8 +14,10 @@
 //!
 //! Triggers refuse `UPDATE` and `DELETE` on the table. The last record's
 //! sequence number and hash are also written to `audit.head` beside the
-//! database after every commit, so cutting records off the end is caught
-//! too. Verification walks the chain and reports the first broken link.
+//! database after every commit (and to `audit.head.next`, durably, before
+//! it, so a crash between the two is finished at the next open), so cutting
+//! records off the end is caught too. Verification walks the chain and
+//! reports the first broken link.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use sha2::{Digest as _, Sha256};

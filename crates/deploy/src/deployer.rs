@@ -1018,10 +1018,12 @@ impl Deployer {
         Ok(())
     }
 
-    /// Resolves when a route has decided about its canary (promoted or
-    /// aborted) since the last wake-up: a host awaits this (beside a timer,
-    /// for steps that end by time) and calls [`Deployer::settle`], so a
-    /// verdict is persisted as soon as it is reached.
+    /// Resolves when a route has decided about a canary (promoted or
+    /// aborted): at once if a decision came while nobody waited (it may
+    /// already be persisted: `settle` then returns nothing). One waiter is
+    /// woken. A host awaits this (beside a timer, for steps that end by
+    /// time) and calls [`Deployer::settle`], so a verdict is persisted as
+    /// soon as it is reached.
     pub async fn decided(&self) {
         self.decisions.wake.notified().await;
     }
@@ -1128,6 +1130,12 @@ impl Deployer {
             return Err(Error::Invalid(format!(
                 "deployment {target} of {name} was never active ({}); roll back to one that was",
                 record.state
+            )));
+        }
+        if self.registry.pruned(name, &record.version)? {
+            return Err(Error::Invalid(format!(
+                "the bytes of {name} {} were removed by `gc`; publish them again to roll back to it",
+                record.version
             )));
         }
         let route = self.route(name);
@@ -1313,6 +1321,9 @@ impl Deployer {
     /// before the stop, and a verdict not yet persisted by
     /// [`Deployer::settle`], is measured again).
     pub async fn serve(&mut self, name: &str) -> Result<Route> {
+        // A verdict the route reached and nobody persisted: persisted now,
+        // so a decided canary is not started again.
+        self.settle()?;
         self.active(name).await?;
         let route = self.route(name);
         if route.canary().is_none()
@@ -1323,13 +1334,12 @@ impl Deployer {
                 params![c.id],
                 |r| r.get(0),
             )?;
-            let plan = match plan {
-                Some(p) => serde_json::from_str(&p).map_err(|e| {
-                    Error::Invalid(format!(
-                        "deployment {}: its canary plan does not read: {e}",
-                        c.id
-                    ))
-                })?,
+            let plan = match plan.as_deref().map(serde_json::from_str) {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => {
+                    tracing::warn!(deployment = c.id, error = %e, "the canary's plan does not read; the default plan is used");
+                    crate::router::Canary::default()
+                }
                 None => crate::router::Canary::default(),
             };
             let active = self.prepare(c).await?;

@@ -97,15 +97,14 @@ impl Error {
 /// The result of the engine's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What to do about a full or read-only disk (every write is atomic: what
-/// failed left nothing behind).
+/// What to do about a full or read-only file system.
 fn io_hint(e: &std::io::Error) -> &'static str {
     match e.kind() {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-            "; the disk of the state directory is full: free space and try again (nothing was changed)"
+            "; the disk is full: free space and try again"
         }
-        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
-            "; the state directory must be writable, even to read it (its lock and the database's log): mount it read-write, or use another --state-dir (nothing was changed)"
+        std::io::ErrorKind::ReadOnlyFilesystem => {
+            "; the file system is read-only: mount it read-write, or use another path (a state directory is written even to read it: its lock, the database's log)"
         }
         _ => "",
     }
@@ -115,11 +114,12 @@ fn database_hint(e: &rusqlite::Error) -> &'static str {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => {
-            "; is the disk of the state directory full or failing? free space and try again (the transaction was not applied)"
+            "; is the disk of the state directory full or failing? free space and try again"
         }
-        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
-            "; the state directory must be writable: mount it read-write, or use another --state-dir (the transaction was not applied)"
+        Some(ErrorCode::ReadOnly) => {
+            "; the state directory must be writable: mount it read-write, or fix its owner and mode"
         }
+        Some(ErrorCode::CannotOpen) => "; the state directory must exist and be writable",
         _ => "",
     }
 }

@@ -218,28 +218,37 @@ impl Registry {
     }
 
     /// Finish a head update that a crash interrupted. The next head is
-    /// written (durably) before the commit and renamed into place after it:
-    /// if the table ends where the next head says, the commit happened and
-    /// the rename is finished now; otherwise the commit did not happen and
-    /// the next head is dropped. A missing or stale head is otherwise never
-    /// rewritten: that is for `verify_audit` to report.
+    /// written (durably) before each commit and the head after it: if the
+    /// table ends where the next head says and the head does not, the commit
+    /// happened and the head is written now. Otherwise the next head is left
+    /// as it is (a commit that did not happen). A missing or stale head is
+    /// never rewritten from anything else: that is for `verify_audit` to
+    /// report.
     fn repair_head(&self) -> Result<()> {
         let next = next_head(&self.head);
-        let Some((seq, hash)) = std::fs::read_to_string(&next)
-            .ok()
-            .and_then(|t| audit::parse_head(&t))
-        else {
-            let _ = std::fs::remove_file(&next);
+        let Some(staged) = std::fs::read_to_string(&next).ok() else {
             return Ok(());
         };
+        let Some((seq, hash)) = audit::parse_head(&staged) else {
+            return Ok(());
+        };
+        // Only a head one record behind the staged one, or missing or torn
+        // (a crash while it was written), is finished; a head ahead of the
+        // table is evidence for `verify_audit`.
+        let current = std::fs::read_to_string(&self.head).unwrap_or_default();
+        let behind = match audit::parse_head(&current) {
+            None => true,
+            Some((at, _)) => at + 1 == seq,
+        };
+        if !behind {
+            return Ok(());
+        }
         let last = audit::list(&self.conn)?.pop();
         if last.is_some_and(|r| r.seq == seq && r.hash == hash) {
             tracing::info!(seq, "audit head brought forward after an interrupted write");
-            std::fs::rename(&next, &self.head).map_err(|e| Error::io(&self.head, e))?;
-        } else {
-            std::fs::remove_file(&next).map_err(|e| Error::io(&next, e))?;
+            write_in_place(&self.head, &staged)?;
         }
-        crate::blob::sync_dir(parent(&self.head))
+        Ok(())
     }
 
     /// Publish `bytes` as `name` `version`. The same bytes again are a
@@ -429,7 +438,6 @@ impl Registry {
             tx: self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
-            tmp: self.tmp.clone(),
             head: self.head.clone(),
         })
     }
@@ -490,15 +498,18 @@ impl Registry {
     /// Remove what nothing needs: the bytes of versions beyond the newest
     /// `keep` of each component (never a version with an active deployment,
     /// nor the one the active deployment replaced: the rollback target),
-    /// blobs no version names, and compiled code (under `cache`) of no
-    /// remaining version.
+    /// blobs no version names, compiled code (under `cache`) of no
+    /// remaining version, and the state of generations no active, retired
+    /// or canary deployment runs on (left by a failed upgrade). A canary's
+    /// version is kept too.
     pub fn gc(&mut self, keep: usize, cache: &Path, actor: &str) -> Result<Collected> {
         let mut out = Collected::default();
         let protected: std::collections::HashSet<(String, String)> = {
             let mut stmt = self.conn.prepare(
                 "SELECT name, version FROM deployments WHERE state = 'active'
                  UNION SELECT p.name, p.version FROM deployments a JOIN deployments p ON a.parent = p.id
-                 WHERE a.state = 'active'",
+                 WHERE a.state = 'active'
+                 UNION SELECT name, version FROM deployments WHERE state = 'prepared' AND strategy = 'canary'",
             )?;
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?
@@ -529,19 +540,19 @@ impl Registry {
                 )?;
                 out.pruned.push(format!("{name}@{version}"));
             }
-            // State generations nothing can run on any more: not the
-            // active deployment's, a canary's, nor a retired deployment's
-            // whose bytes are kept (a rollback target).
+            // State generations no deployment that was or may be active
+            // runs on (left by an interrupted or failed upgrade). Those of
+            // retired deployments stay, even when their bytes are removed:
+            // publishing the bytes again makes them a rollback target, and
+            // their state cannot be brought back.
             out.state_entries = tx.execute(
                 "DELETE FROM state
                  WHERE instr(component, '#') > 0
                    AND substr(component, 1, instr(component, '#') - 1) IN (SELECT name FROM deployments)
                    AND component NOT IN
-                     (SELECT d.name || '#' || d.generation FROM deployments d
-                      JOIN versions v ON v.name = d.name AND v.version = d.version
-                      WHERE d.state = 'active'
-                         OR (d.state = 'prepared' AND d.strategy = 'canary')
-                         OR (d.state = 'retired' AND v.pruned_ms IS NULL))",
+                     (SELECT name || '#' || generation FROM deployments
+                      WHERE state IN ('active', 'retired')
+                         OR (state = 'prepared' AND strategy = 'canary'))",
                 [],
             )?;
             if !out.pruned.is_empty() || out.state_entries > 0 {
@@ -662,7 +673,6 @@ impl Registry {
 /// commit and put in place after it.
 pub(crate) struct RegistryTx<'a> {
     tx: rusqlite::Transaction<'a>,
-    tmp: PathBuf,
     head: PathBuf,
 }
 
@@ -676,18 +686,21 @@ impl<'a> std::ops::Deref for RegistryTx<'a> {
 
 impl RegistryTx<'_> {
     /// Commit, with `head` (from [`audit::append`]) as the trail's new head.
+    ///
+    /// Both head files are rewritten in place (an fdatasync each, no
+    /// directory sync once they exist): `audit.head.next` before the
+    /// commit, `audit.head` after it. A crash after the commit leaves the
+    /// next head naming the table's end, which `repair_head` copies over; a
+    /// crash before leaves the head as it was.
     pub(crate) fn commit(self, head: (i64, [u8; 32])) -> Result<()> {
-        let next = next_head(&self.head);
+        let text = audit::format_head(head.0, &head.1);
         crash_point!("tx-before-head");
-        stage_head(&self.tmp, &next, head.0, &head.1)?;
+        write_in_place(&next_head(&self.head), &text)?;
         crash_point!("tx-before-commit");
         self.tx.commit()?;
         crash_point!("tx-after-commit");
-        // No directory sync after this rename: if a crash loses it, the
-        // staged head is still there and `repair_head` puts it in place at
-        // the next open (the next commit's sync makes it durable anyway).
-        std::fs::rename(&next, &self.head).map_err(|e| Error::io(&self.head, e))?;
-        crash_point!("tx-head-renamed");
+        write_in_place(&self.head, &text)?;
+        crash_point!("tx-head-written");
         Ok(())
     }
 }
@@ -701,14 +714,25 @@ fn parent(p: &Path) -> &Path {
     p.parent().unwrap_or(Path::new("."))
 }
 
-/// Write `next` durably (through `tmp`) with the head `seq` `hash`.
-fn stage_head(tmp: &Path, next: &Path, seq: i64, hash: &[u8]) -> Result<()> {
-    let staging = tmp.join(format!("audit.head.{}", std::process::id()));
-    std::fs::write(&staging, audit::format_head(seq, hash))
-        .and_then(|()| std::fs::File::open(&staging)?.sync_all())
-        .map_err(|e| Error::io(&staging, e))?;
-    std::fs::rename(&staging, next).map_err(|e| Error::io(next, e))?;
-    crate::blob::sync_dir(parent(next))
+/// Replace the contents of the small file `path` with `text`, durably: its
+/// data synced, and its directory too when the file is new.
+fn write_in_place(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let existed = path.is_file();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_data()
+        })
+        .map_err(|e| Error::io(path, e))?;
+    if !existed {
+        crate::blob::sync_dir(parent(path))?;
+    }
+    Ok(())
 }
 
 /// Component names: lowercase letters, digits, `-` and `_`, from a letter.

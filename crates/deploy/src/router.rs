@@ -379,9 +379,7 @@ impl Pick {
     }
 
     /// Report how the call ended; a canary's call is measured (its time
-    /// counted from the pick). A call the host refused before it ran (an
-    /// `Overloaded` error) says nothing of the version: drop the pick
-    /// instead.
+    /// counted from the pick).
     pub fn finish(self, ok: bool) {
         let Some(run) = &self.canary else {
             return;
@@ -500,11 +498,9 @@ impl Route {
         let pick = self.pick().await?;
         let deployment = pick.active.deployment.clone();
         let r = pick.active.component.execute(input).await;
-        match &r {
-            // Refused before it ran: not the version's doing.
-            Err(airssys_wasm_runtime::Error::Overloaded { .. }) => drop(pick),
-            _ => pick.finish(r.is_ok()),
-        }
+        // Every error counts, `Overloaded` too: a version's concurrency
+        // limit is its own.
+        pick.finish(r.is_ok());
         Ok(Served {
             deployment,
             output: r?,

@@ -37,7 +37,7 @@ const POINTS: &[&str] = &[
     "tx-before-head",
     "tx-before-commit",
     "tx-after-commit",
-    "tx-head-renamed",
+    "tx-head-written",
     "deploy-submitting",
     "deploy-submitted",
     "deploy-validating",

@@ -173,8 +173,17 @@ fn audit_verify_catches_every_kind_of_tampering() {
             "does not end in the head",
         ),
         (
-            "remove the head file",
+            "remove the head files",
             |_, state| {
+                std::fs::remove_file(state.join("audit.head")).unwrap();
+                std::fs::remove_file(state.join("audit.head.next")).unwrap();
+            },
+            "audit.head is missing",
+        ),
+        (
+            "cut the last row and remove the head",
+            |c, state| {
+                c.execute("DELETE FROM audit WHERE seq = 3", []).unwrap();
                 std::fs::remove_file(state.join("audit.head")).unwrap();
             },
             "audit.head is missing",

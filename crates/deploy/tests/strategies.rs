@@ -408,19 +408,28 @@ async fn a_stateful_upgrade_migrates_a_new_generation_and_a_rollback_says_what_i
     let details: serde_json::Value = serde_json::from_str(&last.details).unwrap();
     assert_eq!(details["left_behind"], 1);
 
-    // The generation left stays while 0.2.0 can be rolled back to; once
-    // gc removes 0.2.0's bytes, its state goes too.
-    let c = d.registry().gc(10, &dir.cache(), "t").unwrap();
-    assert_eq!(c.state_entries, 0);
+    // The generation left stays, even once gc removes 0.2.0's bytes: a
+    // rollback to 0.2.0 is refused until they are published again, and
+    // then finds its state as it was left.
     let c = d.registry().gc(1, &dir.cache(), "t").unwrap();
     assert_eq!(c.pruned, ["svc@0.2.0"]);
-    assert_eq!(
-        c.state_entries, 2,
-        "`k` and `migrated-from` of generation {}",
-        up.generation
+    assert_eq!(c.state_entries, 0);
+    let err = d
+        .rollback("svc", Some("0.2.0"), "t")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("were removed by `gc`; publish them again"),
+        "{err}"
     );
-    assert_eq!(d.state_usage(&back.deployment).unwrap().keys, 1);
-    assert_eq!(answer(&route, "state-get").await, "written");
+    let bytes = std::fs::read(MISBEHAVE).unwrap();
+    d.registry()
+        .publish("svc", "0.2.0", &bytes, &Provenance::unsigned(), "t")
+        .unwrap();
+    let forth = d.rollback("svc", Some("0.2.0"), "t").await.unwrap();
+    assert_eq!(forth.deployment.generation, up.generation);
+    assert_eq!(answer(&route, "state-keys").await, "k\nmigrated-from");
     d.registry().verify_audit().unwrap();
 }
 
