@@ -151,8 +151,10 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// The head as written in `audit.head`: `SEQ HASH`.
+/// `SEQ HASH`, the sequence number zero-padded, so every head has the same
+/// length and is rewritten in place without changing the file's size.
 pub(crate) fn format_head(seq: i64, hash: &[u8]) -> String {
-    format!("{seq} {}\n", hex::encode(hash))
+    format!("{seq:019} {}\n", hex::encode(hash))
 }
 
 pub(crate) fn parse_head(text: &str) -> Option<(i64, String)> {
