@@ -30,6 +30,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the head of the chain kept beside the database (its last
+    /// record's number and hash), to record elsewhere.
+    Head {
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn main(args: Args, state_dir: PathBuf) -> anyhow::Result<u8> {
@@ -57,6 +64,18 @@ pub(crate) fn main(args: Args, state_dir: PathBuf) -> anyhow::Result<u8> {
                 out.push('\n');
             }
             print_text(&out)?;
+            Ok(crate::exit::OK)
+        }
+        Command::Head { json } => {
+            let head = registry.audit_head()?;
+            if json {
+                print_json(&json!(head))?;
+            } else {
+                print_text(&match (head.seq, &head.hash) {
+                    (Some(seq), Some(hash)) => format!("{seq} {hash}\n"),
+                    _ => format!("no record yet ({} is absent)\n", head.path.display()),
+                })?;
+            }
             Ok(crate::exit::OK)
         }
         Command::Verify { json } => match registry.verify_audit() {

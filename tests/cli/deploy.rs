@@ -52,7 +52,15 @@ fn publish_is_immutable_and_audited() {
 
     let out = run(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("audit trail intact: 1 record(s), head "));
+    let verified = stdout(&out);
+    assert!(verified.starts_with("audit trail intact: 1 record(s), head "));
+    // The head, to record elsewhere: the same hash verify ends on.
+    let head: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["audit", "head", "--json"]))).unwrap();
+    assert_eq!(head["seq"], 1);
+    let hash = head["hash"].as_str().unwrap();
+    assert!(verified.trim_end().ends_with(hash), "{verified} vs {hash}");
+    assert_eq!(stdout(&run(&["audit", "head"])), format!("1 {hash}\n"));
     let out = run(&["audit", "list", "--json"]);
     let lines: Vec<serde_json::Value> = stdout(&out)
         .lines()

@@ -51,7 +51,7 @@ pub use deployer::{
     find_deployment,
 };
 pub use error::{Error, Result};
-pub use registry::{Collected, Provenance, Published, Registry};
+pub use registry::{AuditHead, Collected, Provenance, Published, Registry};
 pub use router::{Canary, Pick, Route, Served};
 pub use state::SqliteState;
 pub use state_dir::StateDir;

@@ -660,6 +660,30 @@ impl Registry {
         audit::list(&self.conn)
     }
 
+    /// The head of the audit chain kept beside the database.
+    pub fn audit_head(&self) -> Result<AuditHead> {
+        let text = match std::fs::read_to_string(&self.head) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&self.head, e)),
+        };
+        let (seq, hash) = match text.as_deref().map(audit::parse_head) {
+            None => (None, None),
+            Some(None) => {
+                return Err(Error::Invalid(format!(
+                    "{} does not read as `SEQ HASH`",
+                    self.head.display()
+                )));
+            }
+            Some(Some((seq, hash))) => (Some(seq), Some(hash)),
+        };
+        Ok(AuditHead {
+            path: self.head.clone(),
+            seq,
+            hash,
+        })
+    }
+
     /// Walk the audit chain and compare its end with the head kept beside
     /// the database; the first broken link is the error.
     pub fn verify_audit(&self) -> Result<Verified> {
@@ -669,6 +693,19 @@ impl Registry {
             .and_then(|t| audit::parse_head(&t));
         audit::verify(&records, head)
     }
+}
+
+/// The head of the audit chain as kept beside the database (`audit.head`):
+/// record it elsewhere too, and a cut of the trail shows even if the file
+/// is cut with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditHead {
+    /// The file.
+    pub path: PathBuf,
+    /// The last record's sequence number (none before the first record).
+    pub seq: Option<i64>,
+    /// The last record's hash, hex.
+    pub hash: Option<String>,
 }
 
 /// A write transaction of the registry: committed with the head of the
