@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo test --workspace "$@"
 # The crash test kills a child at each crash point: its own feature.
-cargo test -p airssys-wasm-deploy --features failpoints --test crash "$@"
+# (--workspace keeps the features of the build above: only our crates rebuild)
+cargo test --workspace --features airssys-wasm-deploy/failpoints --test crash "$@"

@@ -106,6 +106,9 @@ pub struct DeploySpec {
     pub timeout_ms: Option<u64>,
     /// Fuel budget, if set.
     pub fuel: Option<u64>,
+    /// The HTTP path prefix a host serves it on (`/hello`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 impl DeploySpec {
@@ -120,6 +123,7 @@ impl DeploySpec {
             memory: None,
             timeout_ms: None,
             fuel: None,
+            route: None,
         }
     }
 
@@ -519,7 +523,24 @@ impl Deployer {
                 Error::Invalid(format!("`{}` is not a semver version ({e})", spec.version))
             })?
             .to_string();
-        let spec = DeploySpec { version, ..spec };
+        let mut spec = DeploySpec { version, ..spec };
+        // A route is kept across upgrades unless another is given.
+        if spec.route.is_none() {
+            spec.route = parent.as_ref().and_then(|p| p.spec.route.clone());
+        }
+        if let Some(route) = &spec.route {
+            check_route(route)?;
+            if let Some(other) = self
+                .status()?
+                .into_iter()
+                .find(|d| d.name != spec.name && d.spec.route.as_deref() == Some(route))
+            {
+                return Err(Error::Invalid(format!(
+                    "the route {route} is served by {} already; choose another path",
+                    other.name
+                )));
+            }
+        }
         if let Strategy::Canary(plan) = strategy {
             plan.check()?;
         }
@@ -1386,6 +1407,35 @@ fn drain_limit(route: &Route) -> std::time::Duration {
             a.component.limits().timeout
         });
     timeout.saturating_mul(2) + std::time::Duration::from_secs(1)
+}
+
+/// Refuse a route that is not an absolute, plain path prefix: `/` or
+/// `/a/b` (letters, digits, `-`, `_`, `.`, `~`; no empty, `.` or `..`
+/// segment, no trailing `/`).
+pub fn check_route(route: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::Invalid(format!(
+            "`{route}` is not a route: {why} (e.g. /hello or /api/v1)"
+        )))
+    };
+    if route == "/" {
+        return Ok(());
+    }
+    let Some(rest) = route.strip_prefix('/') else {
+        return bad("it must start with /");
+    };
+    for segment in rest.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return bad("no empty, `.` or `..` segment, and no trailing /");
+        }
+        if !segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+        {
+            return bad("letters, digits, `-`, `_`, `.` and `~` only");
+        }
+    }
+    Ok(())
 }
 
 fn no_canary(name: &str) -> Error {

@@ -48,7 +48,7 @@ mod state_dir;
 pub use audit::{AuditRecord, Verified};
 pub use deployer::{
     Activation, Active, DeploySpec, Deployer, Deployment, Rollback, StateUsage, Strategy,
-    find_deployment,
+    check_route, find_deployment,
 };
 pub use error::{Error, Result};
 pub use registry::{AuditHead, Collected, Provenance, Published, Registry};

@@ -8,7 +8,7 @@
 //! each deployed component is active, and no state is left on a generation
 //! nothing runs on.
 //!
-//! `cargo test -p airssys-wasm-deploy --features failpoints --test crash`
+//! `cargo test --workspace --features airssys-wasm-deploy/failpoints --test crash`
 //! (`scripts/test.sh` runs it).
 
 #![allow(
