@@ -327,3 +327,40 @@ async fn review_fixes_hold() {
     assert_eq!(d.registry().bytes("tally", "3.0.0").unwrap(), counter);
     d.registry().verify_audit().unwrap();
 }
+
+#[tokio::test]
+async fn routes_are_checked_kept_across_upgrades_and_unique() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = StateDir::open(root.path().join("s")).unwrap();
+    let mut d = Deployer::open(&dir, config()).unwrap();
+    for (name, v) in [("a", "0.1.0"), ("a", "0.2.0"), ("b", "0.1.0")] {
+        d.registry()
+            .publish(name, v, &bytes(ECHO), &Provenance::unsigned(), "t")
+            .unwrap();
+    }
+    for bad in ["hello", "/hello/", "/a//b", "/a/../b", "/a b"] {
+        let mut spec = DeploySpec::new("a", "0.1.0");
+        spec.route = Some(bad.into());
+        let err = d.deploy(spec, false, "t").await.unwrap_err().to_string();
+        assert!(err.contains(&format!("`{bad}` is not a route")), "{err}");
+    }
+    let mut spec = DeploySpec::new("a", "0.1.0");
+    spec.route = Some("/hello".into());
+    d.deploy(spec, false, "t").await.unwrap();
+    // An upgrade with new grants keeps the route.
+    let mut spec = DeploySpec::new("a", "0.2.0");
+    spec.allow = vec!["system-call:clock".into()];
+    let up = d
+        .upgrade("a", "0.2.0", Strategy::Immediate, Some(spec), false, "t")
+        .await
+        .unwrap();
+    assert_eq!(up.spec.route.as_deref(), Some("/hello"));
+    // Another component cannot take it.
+    let mut spec = DeploySpec::new("b", "0.1.0");
+    spec.route = Some("/hello".into());
+    let err = d.deploy(spec, false, "t").await.unwrap_err().to_string();
+    assert!(
+        err.contains("the route /hello is served by a already"),
+        "{err}"
+    );
+}
