@@ -102,6 +102,8 @@ enum Command {
     Gc(commands::deploy::GcArgs),
     /// Show the active deployment of every component.
     Status(commands::deploy::StatusArgs),
+    /// Run the host: HTTP ingress for deployed routes and the control API.
+    Serve(commands::serve::Args),
     /// List or verify the audit trail of the state directory.
     Audit(commands::audit::Args),
 }
@@ -177,6 +179,7 @@ fn main() -> ExitCode {
             Command::Diff(args) => commands::deploy::diff(args, host),
             Command::Gc(args) => commands::deploy::gc(args, host),
             Command::Status(args) => commands::deploy::status(args, host),
+            Command::Serve(args) => commands::serve::main(args, host).await,
         }
     });
     match result {

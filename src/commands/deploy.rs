@@ -24,6 +24,11 @@ pub(crate) struct SpecArgs {
     /// (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_pair)]
     config: Vec<(String, String)>,
+
+    /// The HTTP path prefix a running host serves it on (e.g. /hello);
+    /// kept across upgrades.
+    #[arg(long, value_name = "PATH")]
+    route: Option<String>,
 }
 
 impl SpecArgs {
@@ -37,6 +42,7 @@ impl SpecArgs {
             && l.memory.is_none()
             && l.timeout.is_none()
             && l.fuel.is_none()
+            && self.route.is_none()
         {
             return Ok(None);
         }
@@ -51,6 +57,7 @@ impl SpecArgs {
         }
         spec.deny = grants.deny.iter().map(ToString::to_string).collect();
         spec.config = self.config.clone();
+        spec.route = self.route.clone();
         if l.fuel.is_some() {
             bail!(InputError(
                 "fuel budgets are not kept by deployments yet (they need a fuel-metering engine); use --timeout".into()

@@ -9,6 +9,7 @@ pub(crate) mod deploy;
 pub(crate) mod inspect;
 pub(crate) mod publish;
 pub(crate) mod run;
+pub(crate) mod serve;
 pub(crate) mod signing;
 
 use std::path::{Path, PathBuf};

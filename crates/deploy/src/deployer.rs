@@ -384,6 +384,11 @@ impl Deployer {
         &mut self.registry
     }
 
+    /// The registry, to read (versions, the audit trail).
+    pub fn registry_ref(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Mark deployments a stop interrupted failed (a canary in progress
     /// stays: it resumes when its route is opened), and drop state
     /// generations no deployment that was or may be active runs on (a
@@ -758,7 +763,7 @@ impl Deployer {
     /// Prepare the new version and, for a stateful upgrade, run its
     /// `migrate` on the new generation.
     async fn load_and_migrate(
-        &self,
+        &mut self,
         spec: &DeploySpec,
         bytes: &[u8],
         options: PrepareOptions,
@@ -1045,8 +1050,15 @@ impl Deployer {
     /// woken. A host awaits this (beside a timer, for steps that end by
     /// time) and calls [`Deployer::settle`], so a verdict is persisted as
     /// soon as it is reached.
-    pub async fn decided(&self) {
-        self.decisions.wake.notified().await;
+    pub fn decided(&self) -> impl Future<Output = ()> + Send + 'static {
+        let signal = self.decision_signal();
+        async move { signal.wait().await }
+    }
+
+    /// The same wake-up as [`Deployer::decided`], as a handle that does not
+    /// borrow the deployer.
+    pub fn decision_signal(&self) -> crate::router::DecisionSignal {
+        crate::router::DecisionSignal(self.decisions.clone())
     }
 
     /// Persist what the routes decided about their canaries (promoted after
@@ -1326,7 +1338,7 @@ impl Deployer {
         Ok(active)
     }
 
-    async fn prepare(&self, record: Deployment) -> Result<Active> {
+    async fn prepare(&mut self, record: Deployment) -> Result<Active> {
         let bytes = self.registry.bytes(&record.name, &record.version)?;
         let options = self.options(&record)?;
         let component = self.runtime.load(&record.name, &bytes, options).await?;

@@ -52,6 +52,6 @@ pub use deployer::{
 };
 pub use error::{Error, Result};
 pub use registry::{AuditHead, Collected, Provenance, Published, Registry};
-pub use router::{Canary, Pick, Route, Served};
+pub use router::{Canary, DecisionSignal, Pick, Route, Served};
 pub use state::SqliteState;
 pub use state_dir::StateDir;

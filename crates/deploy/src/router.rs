@@ -192,6 +192,26 @@ impl Pending {
 
 pub(crate) type Decisions = Arc<Pending>;
 
+/// A handle that resolves when a route reaches a canary verdict
+/// ([`crate::Deployer::decision_signal`]); it does not borrow the deployer,
+/// so a host can wait on it while others use the deployer.
+#[derive(Clone)]
+pub struct DecisionSignal(pub(crate) Decisions);
+
+impl DecisionSignal {
+    /// Resolves when a route has decided about a canary (at once if a
+    /// decision came while nobody waited).
+    pub async fn wait(&self) {
+        self.0.wake.notified().await;
+    }
+}
+
+impl std::fmt::Debug for DecisionSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionSignal").finish_non_exhaustive()
+    }
+}
+
 /// One canary in progress.
 pub(crate) struct CanaryRun {
     pub(crate) active: Active,

@@ -364,3 +364,17 @@ async fn routes_are_checked_kept_across_upgrades_and_unique() {
         "{err}"
     );
 }
+
+/// A host awaits the deployer's operations on a multi-threaded runtime:
+/// their futures must be `Send` (checked when this compiles).
+#[allow(dead_code, reason = "compiled, not run")]
+fn the_deployers_futures_are_send(d: &mut Deployer) {
+    fn send<T: Send>(_: T) {}
+    send(d.deploy(DeploySpec::new("a", "0.1.0"), false, "t"));
+    send(d.upgrade("a", "0.2.0", Strategy::BlueGreen, None, false, "t"));
+    send(d.rollback("a", None, "t"));
+    send(d.promote("a", "t"));
+    send(d.serve("a"));
+    send(d.active("a"));
+    send(d.decided());
+}

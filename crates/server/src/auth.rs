@@ -1,0 +1,81 @@
+//! The control API's bearer token: 32 random bytes written once to
+//! `STATE_DIR/admin.token` (created with `create_new`, mode 0600, in one
+//! open); the server keeps only its sha256 and compares in constant time.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::Error;
+
+/// The token's digest, and where the token is.
+pub(crate) struct Token {
+    sha256: [u8; 32],
+    path: PathBuf,
+}
+
+impl Token {
+    /// Read the token at `path`, or make one there.
+    pub(crate) fn load_or_create(path: &Path) -> Result<Self, Error> {
+        let io = |e: std::io::Error| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let token = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(mut f) => {
+                let mut raw = [0_u8; 32];
+                getrandom::fill(&mut raw).map_err(|e| Error::Io {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                let token = hex::encode(raw);
+                f.write_all(token.as_bytes()).map_err(io)?;
+                f.write_all(b"\n").map_err(io)?;
+                f.sync_all().map_err(io)?;
+                token
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::read_to_string(path)
+                    .map_err(io)?
+                    .trim()
+                    .to_string()
+            }
+            Err(e) => return Err(io(e)),
+        };
+        if token.len() < 32 {
+            return Err(Error::Config(format!(
+                "{} holds no usable token (at least 32 characters); remove it and start again to make a new one",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            sha256: Sha256::digest(token.as_bytes()).into(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Where the token is.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether an `Authorization` header carries the token.
+    pub(crate) fn accepts(&self, header: Option<&http::HeaderValue>) -> bool {
+        let Some(given) = header
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
+        digest.ct_eq(&self.sha256).into()
+    }
+}

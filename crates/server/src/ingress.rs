@@ -1,0 +1,335 @@
+//! The ingress: HTTP/1.1 on hyper, as `wasmtime serve` serves; each request
+//! goes to the deployment whose route is the longest prefix of its path,
+//! through the deployment's [`Route`] (so upgrades and rollbacks are hot
+//! swaps: a request keeps the version it picked).
+//!
+//! - `wasi:http/proxy` components get the request as it came, in a fresh
+//!   store (`ComponentPre::handle_http`).
+//! - `handler` components get the body as the message's payload, its
+//!   content type, its headers, and `:method`, `:path`, `:query`,
+//!   `:authority` as headers; their answer is the response (a `:status`
+//!   header sets the status). Their errors map to statuses: invalid input
+//!   400, denied 403, not found 404, unsupported 501, unavailable 503,
+//!   timeout 504, failed 500.
+//! - A timeout before the answer is 504, an overloaded component 503, a
+//!   trap 500 without detail (the detail goes to the log); no route is 404.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use airssys_wasm_deploy::Route;
+use airssys_wasm_runtime::{ComponentError, Message, WorldKind};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+
+use crate::Host;
+
+/// Any error a response body may end with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every ingress response.
+pub(crate) type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A plain-text answer with `status`.
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(full(body.into() + "\n"));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Serve one request.
+pub(crate) async fn handle(
+    host: Arc<Host>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = request.uri().path().to_string();
+    let Some((name, route)) = host.route_for(&path) else {
+        return Ok(text(StatusCode::NOT_FOUND, format!("no route for {path}")));
+    };
+    let started = std::time::Instant::now();
+    let pick = match route.pick().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(component = %name, error = %e, "no version to serve");
+            return Ok(text(StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+        }
+    };
+    let version = pick.active.deployment.version.clone();
+    let component = pick.active.component.clone();
+    let (response, ok) = match component.info().kind {
+        WorldKind::HttpProxy => match component.handle_http(request).await {
+            Ok(resp) => {
+                let ok = !resp.status().is_server_error();
+                (
+                    resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+                    ok,
+                )
+            }
+            Err(e) => (runtime_error(&name, &version, &e), false),
+        },
+        WorldKind::Airssys => match handler_call(&host, &component, request).await {
+            Ok(resp) => (resp, true),
+            Err(HandlerError::Request(resp)) => (resp, true),
+            Err(HandlerError::Runtime(e)) => {
+                let resp = runtime_error(&name, &version, &e);
+                // A guest's own answer that the input was wrong is not the
+                // version failing.
+                let ok = matches!(
+                    &e,
+                    airssys_wasm_runtime::Error::Guest {
+                        error: ComponentError::InvalidInput(_)
+                            | ComponentError::NotFound(_)
+                            | ComponentError::Denied(_),
+                        ..
+                    }
+                );
+                (resp, ok)
+            }
+        },
+        other => (
+            text(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("{name} is a {other} component: it cannot serve HTTP"),
+            ),
+            true,
+        ),
+    };
+    pick.finish(ok);
+    host.metrics
+        .request(&name, &version, response.status(), started.elapsed());
+    Ok(response)
+}
+
+enum HandlerError {
+    /// The request itself is refused (too large, unreadable).
+    Request(Response<Body>),
+    /// The call failed.
+    Runtime(airssys_wasm_runtime::Error),
+}
+
+/// Call a `handler` component with the request as a message.
+async fn handler_call(
+    host: &Host,
+    component: &airssys_wasm_runtime::ComponentPre,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, HandlerError> {
+    let (parts, body) = request.into_parts();
+    let limit = host.config.max_request_body;
+    let payload = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(HandlerError::Request(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over {limit} bytes"),
+            )));
+        }
+        Err(e) => {
+            return Err(HandlerError::Request(text(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )));
+        }
+    };
+    let mut headers = vec![
+        (":method".to_string(), parts.method.to_string()),
+        (":path".to_string(), parts.uri.path().to_string()),
+    ];
+    if let Some(q) = parts.uri.query() {
+        headers.push((":query".to_string(), q.to_string()));
+    }
+    let authority = parts.uri.authority().map(ToString::to_string).or_else(|| {
+        parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    });
+    if let Some(a) = authority {
+        headers.push((":authority".to_string(), a));
+    }
+    for (k, v) in &parts.headers {
+        headers.push((
+            k.as_str().to_string(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        ));
+    }
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let message = Message {
+        payload: payload.to_vec(),
+        content_type,
+        headers,
+    };
+    let out = component
+        .execute(message)
+        .await
+        .map_err(HandlerError::Runtime)?;
+    Ok(message_response(out.value))
+}
+
+/// A handler's answer as an HTTP response.
+fn message_response(m: Message) -> Response<Body> {
+    let status = m
+        .header(":status")
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut r = Response::new(full(m.payload));
+    *r.status_mut() = status;
+    for (k, v) in &m.headers {
+        if k.starts_with(':') {
+            continue;
+        }
+        // Names and values HTTP cannot carry are dropped, not fatal.
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            r.headers_mut().append(k, v);
+        }
+    }
+    if let Some(ct) = m.content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+    }
+    r
+}
+
+/// The status and body of a failed call: a component's own error says what
+/// it said; the host's (a trap, a limit) says only what kind it was, and
+/// the detail goes to the log.
+fn runtime_error(name: &str, version: &str, e: &airssys_wasm_runtime::Error) -> Response<Body> {
+    use airssys_wasm_runtime::Error as E;
+    match e {
+        E::Guest { error, .. } => {
+            let status = match error {
+                ComponentError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+                ComponentError::Denied(_) => StatusCode::FORBIDDEN,
+                ComponentError::NotFound(_) => StatusCode::NOT_FOUND,
+                ComponentError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ComponentError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                ComponentError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+                ComponentError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            text(
+                status,
+                airssys_wasm_runtime::describe_component_error(error),
+            )
+        }
+        E::Timeout { .. } => {
+            tracing::warn!(component = %name, version, error = %e, "request timed out");
+            text(StatusCode::GATEWAY_TIMEOUT, "the component timed out")
+        }
+        E::Overloaded { .. } => {
+            tracing::warn!(component = %name, version, error = %e, "overloaded");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the component is overloaded; retry later",
+            )
+        }
+        _ => {
+            tracing::error!(component = %name, version, error = %e, "request failed");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+/// The route a path goes to: the longest route that is the path or a
+/// prefix of it ending at a `/`.
+pub(crate) fn matches(route: &str, path: &str) -> bool {
+    route == "/"
+        || path == route
+        || (path.starts_with(route) && path.as_bytes().get(route.len()) == Some(&b'/'))
+}
+
+/// Accept connections on `listener` until `stop` resolves, then let the
+/// requests in flight finish (at most `grace`).
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    host: Arc<Host>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    grace: std::time::Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(host.config.max_connections));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection");
+                        continue;
+                    }
+                };
+                let Ok(permit) = open.clone().try_acquire_owned() else {
+                    // Over the connection cap: closed at once.
+                    drop(stream);
+                    continue;
+                };
+                let host = host.clone();
+                let service = hyper::service::service_fn(move |req| handle(host.clone(), req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(10))
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?grace,
+            "requests still in flight after the grace period were cut"
+        );
+    }
+}
+
+/// Where each route goes: longest route first.
+pub(crate) fn table(mut routes: Vec<(String, String, Route)>) -> Vec<(String, String, Route)> {
+    routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn a_route_is_a_path_prefix_at_a_segment_boundary() {
+        assert!(matches("/", "/anything"));
+        assert!(matches("/hello", "/hello"));
+        assert!(matches("/hello", "/hello/there"));
+        assert!(!matches("/hello", "/helloo"));
+        assert!(!matches("/hello", "/hell"));
+        assert!(!matches("/a/b", "/a"));
+    }
+}

@@ -1,0 +1,299 @@
+//! The airssys-wasm host service: what `airssys-wasm serve` runs.
+//!
+//! A [`Server`] holds a state directory (locked while it runs) and its
+//! [`Deployer`]. It serves two listeners:
+//!
+//! - the ingress (default `127.0.0.1:8080`): HTTP requests go to the
+//!   deployment whose route is the longest prefix of their path (see
+//!   `ingress`);
+//! - the admin listener (default `127.0.0.1:8081`): `/healthz`, `/readyz`
+//!   and `/metrics` without authentication, and the control API under
+//!   `/v1` with the bearer token of `STATE_DIR/admin.token`.
+//!
+//! On start it restores every active deployment from the registry (compiled
+//! code from the cache); it stops when the future given to [`Server::run`]
+//! resolves, letting requests in flight finish within a grace period.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), airssys_wasm_server::Error> {
+//! use airssys_wasm_server::{ServeConfig, Server};
+//!
+//! let dir = airssys_wasm_deploy::StateDir::open("/var/lib/airssys-wasm")?;
+//! let server = Server::bind(dir, Default::default(), ServeConfig::default()).await?;
+//! println!("ingress on http://{}", server.ingress_addr());
+//! server.run(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod admin;
+mod auth;
+mod ingress;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use airssys_wasm_deploy::{Deployer, Route, StateDir};
+use airssys_wasm_runtime::RuntimeConfig;
+
+/// What went wrong starting or running the host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}{}", if source.kind() == std::io::ErrorKind::AddrInUse { " (another process uses this port: stop it or choose another address)" } else { "" })]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration cannot work.
+    #[error("{0}")]
+    Config(String),
+    /// The deployment engine failed.
+    #[error(transparent)]
+    Deploy(#[from] airssys_wasm_deploy::Error),
+}
+
+/// How the host serves.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServeConfig {
+    /// The ingress address (default `127.0.0.1:8080`; port 0 picks one).
+    pub listen: SocketAddr,
+    /// The admin address: control API, health, metrics (default
+    /// `127.0.0.1:8081`).
+    pub admin_listen: SocketAddr,
+    /// How long requests in flight may take to finish at shutdown (default
+    /// 10 s).
+    pub grace: Duration,
+    /// Largest component the control API accepts (default 64 MiB).
+    pub max_component_size: usize,
+    /// Largest request body a handler component receives (default 16 MiB).
+    pub max_request_body: usize,
+    /// Open ingress connections at most (default 1,024); more are closed at
+    /// once.
+    pub max_connections: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            grace: Duration::from_secs(10),
+            max_component_size: 64 << 20,
+            max_request_body: 16 << 20,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Serve the ingress on `addr`.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Serve the control API, health and metrics on `addr`.
+    pub fn admin_listen(mut self, addr: SocketAddr) -> Self {
+        self.admin_listen = addr;
+        self
+    }
+
+    /// Let requests in flight finish within `grace` at shutdown.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Accept components up to `bytes` through the control API.
+    pub fn max_component_size(mut self, bytes: usize) -> Self {
+        self.max_component_size = bytes;
+        self
+    }
+}
+
+/// What every request handler shares.
+pub(crate) struct Host {
+    pub(crate) deployer: tokio::sync::Mutex<Deployer>,
+    /// `(route, component, its route)`, longest route first.
+    routes: std::sync::RwLock<Vec<(String, String, Route)>>,
+    pub(crate) ready: AtomicBool,
+    pub(crate) token: auth::Token,
+    pub(crate) config: ServeConfig,
+    pub(crate) metrics: metrics::Metrics,
+    /// Held for the life of the host: the state directory's lock.
+    _dir: StateDir,
+}
+
+impl Host {
+    /// The component serving `path`, and its route.
+    pub(crate) fn route_for(&self, path: &str) -> Option<(String, Route)> {
+        self.routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|(prefix, _, _)| ingress::matches(prefix, path))
+            .map(|(_, name, route)| (name.clone(), route.clone()))
+    }
+
+    /// Prepare every active deployment's route and rebuild the ingress
+    /// table from the registry. A component that cannot be prepared is
+    /// logged and left out; the others serve.
+    pub(crate) async fn refresh_routes(&self, deployer: &mut Deployer) -> Result<(), Error> {
+        let mut table = Vec::new();
+        for d in deployer.status()? {
+            let route = match deployer.serve(&d.name).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(component = %d.name, version = %d.version, error = %e, "cannot serve");
+                    continue;
+                }
+            };
+            if let Some(path) = &d.spec.route {
+                table.push((path.clone(), d.name.clone(), route));
+            }
+        }
+        *self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = ingress::table(table);
+        Ok(())
+    }
+}
+
+/// A host, bound and ready to run.
+pub struct Server {
+    host: Arc<Host>,
+    ingress: tokio::net::TcpListener,
+    admin: tokio::net::TcpListener,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("ingress", &self.ingress_addr())
+            .field("admin", &self.admin_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Open the deployer of `dir` and bind both listeners. The control
+    /// API's token is made on first start (`STATE_DIR/admin.token`).
+    pub async fn bind(
+        dir: StateDir,
+        runtime: RuntimeConfig,
+        config: ServeConfig,
+    ) -> Result<Self, Error> {
+        let token = auth::Token::load_or_create(&dir.path().join("admin.token"))?;
+        let deployer = Deployer::open(&dir, runtime)?;
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Listen { addr, source })
+        };
+        let ingress = bind(config.listen).await?;
+        let admin = bind(config.admin_listen).await?;
+        Ok(Self {
+            host: Arc::new(Host {
+                deployer: tokio::sync::Mutex::new(deployer),
+                routes: std::sync::RwLock::default(),
+                ready: AtomicBool::new(false),
+                token,
+                config,
+                metrics: metrics::Metrics::new(),
+                _dir: dir,
+            }),
+            ingress,
+            admin,
+        })
+    }
+
+    /// The ingress address (the real port when 0 was asked).
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.ingress.local_addr().unwrap_or(self.host.config.listen)
+    }
+
+    /// The admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .unwrap_or(self.host.config.admin_listen)
+    }
+
+    /// Where the control API's token is.
+    pub fn token_path(&self) -> PathBuf {
+        self.host.token.path().to_path_buf()
+    }
+
+    /// Restore the active deployments, serve until `shutdown` resolves,
+    /// then let requests in flight finish (within the grace period).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let host = self.host.clone();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let grace = host.config.grace;
+        let admin = tokio::spawn(admin::serve(self.admin, host.clone(), stop_rx.clone()));
+        {
+            let mut d = host.deployer.lock().await;
+            host.refresh_routes(&mut d).await?;
+        }
+        host.ready.store(true, Ordering::SeqCst);
+        tracing::info!("ready");
+        let settle = tokio::spawn(settle_loop(host.clone(), stop_rx.clone()));
+        let ingress = tokio::spawn(ingress::serve(self.ingress, host.clone(), stop_rx, grace));
+        shutdown.await;
+        host.ready.store(false, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        let _ = ingress.await;
+        let _ = admin.await;
+        let _ = settle.await;
+        let mut d = host.deployer.lock().await;
+        d.settle()?;
+        d.record_events()?;
+        Ok(())
+    }
+}
+
+/// Persist canary verdicts as soon as a route reaches one, judge steps that
+/// end by time every second, and append the runtime's audit events.
+async fn settle_loop(host: Arc<Host>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let signal = host.deployer.lock().await.decision_signal();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = signal.wait() => {}
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let mut d = host.deployer.lock().await;
+        match d.settle() {
+            Ok(changed) => {
+                for r in changed {
+                    tracing::info!(component = %r.name, version = %r.version, state = %r.state, "canary settled");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "persisting canary verdicts"),
+        }
+        if let Err(e) = d.record_events() {
+            tracing::error!(error = %e, "recording audit events");
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! The host for real: servers on 127.0.0.1 (ports picked by the system),
+//! driven through HTTP as an operator and a client would.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use airssys_wasm_deploy::StateDir;
+use airssys_wasm_runtime::RuntimeConfig;
+use airssys_wasm_server::{ServeConfig, Server};
+use airssys_wasm_test_guests::{ECHO, FLAKY, HELLO_HTTP, MISBEHAVE};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// One HTTP/1.1 exchange on a fresh connection: status, headers, body.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = unchunk(&body);
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn unchunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&raw[..line])
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
+            16,
+        )
+        .unwrap();
+        raw = &raw[line + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+/// A running host and what it takes to drive it.
+struct Running {
+    ingress: SocketAddr,
+    admin: SocketAddr,
+    token: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(state: &std::path::Path) -> Self {
+        let dir = StateDir::open(state).unwrap();
+        let config = ServeConfig::default()
+            .listen("127.0.0.1:0".parse().unwrap())
+            .admin_listen("127.0.0.1:0".parse().unwrap())
+            .grace(Duration::from_secs(5))
+            .max_component_size(4 << 20);
+        let server = Server::bind(dir, RuntimeConfig::default().max_instances(32), config)
+            .await
+            .unwrap();
+        let (ingress, admin) = (server.ingress_addr(), server.admin_addr());
+        let token = std::fs::read_to_string(server.token_path())
+            .unwrap()
+            .trim()
+            .to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        let r = Self {
+            ingress,
+            admin,
+            token,
+            stop: Some(tx),
+            task,
+        };
+        // Ready once restored.
+        for _ in 0..200 {
+            if http(r.admin, "GET", "/readyz", &[], b"").await.status == 200 {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the host never became ready");
+    }
+
+    async fn api(&self, method: &str, path: &str, body: &serde_json::Value) -> Reply {
+        let auth = format!("Bearer {}", self.token);
+        let body = body.to_string();
+        http(
+            self.admin,
+            method,
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+        .await
+    }
+
+    async fn publish(&self, file: &str, name: &str, version: &str) -> Reply {
+        let auth = format!("Bearer {}", self.token);
+        let bytes = std::fs::read(file).unwrap();
+        http(
+            self.admin,
+            "POST",
+            &format!("/v1/components?name={name}&version={version}&allow_unsigned=true"),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/wasm"),
+            ],
+            &bytes,
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        http(self.ingress, "GET", path, &[], b"").await
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap();
+    }
+}
+
+fn ok(r: &Reply) {
+    assert!((200..300).contains(&r.status), "{} {}", r.status, r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_deploy_serve_upgrade_under_load_rollback_and_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("st");
+    let host = Running::start(&state).await;
+
+    // The token file: mode 0600, and the token is needed.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(state.join("admin.token"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let r = http(host.admin, "GET", "/v1/deployments", &[], b"").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert!(r.json()["error"].as_str().unwrap().contains("admin.token"));
+    let r = http(
+        host.admin,
+        "GET",
+        "/v1/deployments",
+        &[("authorization", "Bearer nope")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        http(host.admin, "GET", "/healthz", &[], b"").await.status,
+        200
+    );
+
+    // A proxy component and a handler component, each on its route.
+    ok(&host.publish(HELLO_HTTP, "hello", "0.1.0").await);
+    let r = host
+        .api(
+            "POST",
+            "/v1/deployments",
+            &serde_json::json!({"name": "hello", "version": "0.1.0", "route": "/hello"}),
+        )
+        .await;
+    ok(&r);
+    assert_eq!(r.json()["state"], "active");
+    let r = host.get("/hello/world").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "Hello from airssys-wasm! /hello/world\n")
+    );
+    assert_eq!(host.get("/nowhere").await.status, 404);
+
+    ok(&host.publish(ECHO, "echo", "0.1.0").await);
+    let echo2 = tempfile::NamedTempFile::new().unwrap();
+    // Another build of echo: the same component with a custom section.
+    let mut bytes = std::fs::read(ECHO).unwrap();
+    bytes.extend_from_slice(&[0, 5, 4, b'b', b'u', b'i', b'l']);
+    std::fs::write(echo2.path(), &bytes).unwrap();
+    ok(&host
+        .publish(echo2.path().to_str().unwrap(), "echo", "0.2.0")
+        .await);
+    ok(&host
+        .api(
+            "POST",
+            "/v1/deployments",
+            &serde_json::json!({"name": "echo", "version": "0.1.0", "route": "/echo"}),
+        )
+        .await);
+    let r = http(
+        host.ingress,
+        "POST",
+        "/echo/x?y=1",
+        &[("content-type", "text/plain")],
+        b"hi",
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "hi"));
+    assert_eq!(r.header("x-echoed-by"), Some("echo"));
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+
+    // Upgrades and a rollback under a running load: no request fails.
+    let load = {
+        let ingress = host.ingress;
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            let until = std::time::Instant::now() + Duration::from_secs(2);
+            while std::time::Instant::now() < until {
+                let r = http(ingress, "POST", "/echo", &[], b"ping").await;
+                if r.status == 200 && r.body == b"ping" {
+                    ok += 1;
+                } else {
+                    failed.push((r.status, r.text()));
+                }
+            }
+            (ok, failed)
+        })
+    };
+    for i in 0..6 {
+        let version = if i % 2 == 0 { "0.2.0" } else { "0.1.0" };
+        ok(&host
+            .api(
+                "POST",
+                "/v1/deployments/echo/upgrade",
+                &serde_json::json!({"version": version}),
+            )
+            .await);
+    }
+    ok(&host
+        .api(
+            "POST",
+            "/v1/deployments/echo/rollback",
+            &serde_json::json!({}),
+        )
+        .await);
+    let (served, failed) = load.await.unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(served > 0);
+    let history = host
+        .api(
+            "GET",
+            "/v1/deployments/echo/history",
+            &serde_json::json!({}),
+        )
+        .await
+        .json();
+    // The first deployment and six upgrades; a rollback re-activates a record.
+    assert_eq!(history.as_array().unwrap().len(), 7);
+    let verify = host
+        .api("GET", "/v1/audit/verify", &serde_json::json!({}))
+        .await;
+    assert_eq!(verify.json()["ok"], true);
+
+    // The rollback went back to what the last upgrade replaced: 0.2.0.
+    let status = host
+        .api("GET", "/v1/deployments/echo", &serde_json::json!({}))
+        .await;
+    assert_eq!(status.json()["version"], "0.2.0");
+
+    // A restart restores both routes without compiling anything.
+    host.stop().await;
+    let host = Running::start(&state).await;
+    assert_eq!(
+        host.get("/hello").await.text(),
+        "Hello from airssys-wasm! /hello\n"
+    );
+    assert_eq!(
+        http(host.ingress, "POST", "/echo", &[], b"again")
+            .await
+            .text(),
+        "again"
+    );
+    let metrics = http(host.admin, "GET", "/metrics", &[], b"").await.text();
+    assert!(
+        metrics.lines().any(|l| l == "airssys_compilations 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains(r#"airssys_requests_total{component="echo",version="0.2.0",status="200"} 1"#),
+        "{metrics}"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_clear_4xx_and_the_host_serves_on() {
+    let root = tempfile::tempdir().unwrap();
+    let host = Running::start(&root.path().join("st")).await;
+    let auth = format!("Bearer {}", host.token);
+    let post = |path: &'static str, ct: &'static str, body: Vec<u8>| {
+        let auth = auth.clone();
+        let admin = host.admin;
+        async move {
+            http(
+                admin,
+                "POST",
+                path,
+                &[("authorization", &auth), ("content-type", ct)],
+                &body,
+            )
+            .await
+        }
+    };
+    let r = post("/v1/deployments", "application/json", b"{not json".to_vec()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("the JSON body")
+    );
+    let r = post(
+        "/v1/deployments",
+        "application/json",
+        br#"{"name": "a", "version": "0.1.0", "colour": "red"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `colour`")
+    );
+    let r = post("/v1/deployments", "text/plain", b"{}".to_vec()).await;
+    assert_eq!(r.status, 415, "{}", r.text());
+    let r = post(
+        "/v1/components?name=junk&version=0.1.0&allow_unsigned=true",
+        "application/wasm",
+        b"not a component".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let r = post(
+        "/v1/components?name=big&version=0.1.0&allow_unsigned=true",
+        "application/wasm",
+        vec![0; 5 << 20],
+    )
+    .await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    let r = post("/v1/components?version=0.1.0", "application/wasm", vec![1]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `name`")
+    );
+    let r = host
+        .api(
+            "POST",
+            "/v1/deployments",
+            &serde_json::json!({"name": "ghost", "version": "0.1.0"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not published")
+    );
+
+    // A guest that traps or refuses its input on one route; another route
+    // keeps answering correctly.
+    ok(&host.publish(MISBEHAVE, "bad", "0.1.0").await);
+    ok(&host
+        .api(
+            "POST",
+            "/v1/deployments",
+            &serde_json::json!({
+                "name": "bad", "version": "0.1.0", "route": "/bad",
+                "allow": ["system-call:state", "system-call:config", "messaging:send:other", "messaging:publish:news"],
+            }),
+        )
+        .await);
+    ok(&host.publish(ECHO, "echo", "0.1.0").await);
+    ok(&host
+        .api(
+            "POST",
+            "/v1/deployments",
+            &serde_json::json!({"name": "echo", "version": "0.1.0", "route": "/echo"}),
+        )
+        .await);
+    let r = http(host.ingress, "POST", "/bad", &[], b"panic").await;
+    assert_eq!((r.status, r.text().as_str()), (500, "internal error\n"));
+    let r = http(host.ingress, "POST", "/bad", &[], b"no-such-command").await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().starts_with("invalid input: unknown command"),
+        "{}",
+        r.text()
+    );
+    let r = http(host.ingress, "POST", "/echo", &[], b"fine").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "fine"));
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_requests_in_flight_finish() {
+    let root = tempfile::tempdir().unwrap();
+    let host = Running::start(&root.path().join("st")).await;
+    ok(&host.publish(FLAKY, "slow", "0.1.0").await);
+    ok(&host
+        .api(
+            "POST",
+            "/v1/deployments",
+            &serde_json::json!({
+                "name": "slow", "version": "0.1.0", "route": "/slow",
+                "allow": ["system-call:config"], "config": {"delay-ms": "800"},
+            }),
+        )
+        .await);
+    let ingress = host.ingress;
+    let in_flight = tokio::spawn(async move { http(ingress, "GET", "/slow", &[], b"").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    host.stop().await;
+    let r = in_flight.await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    // And nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(ingress).await.is_err());
+}
