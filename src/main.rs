@@ -1,5 +1,6 @@
 //! `airssys-wasm`: run, call, inspect and compile WebAssembly components.
 
+mod client;
 mod commands;
 mod output;
 
@@ -55,6 +56,13 @@ pub(crate) struct Cli {
     /// ~/.local/share/airssys-wasm).
     #[arg(long, global = true, env = "AIRSSYS_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
+
+    /// A running host's admin listener (http://HOST:PORT): publish,
+    /// deploy, upgrade, promote, abort, rollback, history, status and
+    /// audit list/verify act on it instead of a local state directory. The
+    /// token comes from AIRSSYS_TOKEN, else STATE_DIR/admin.token.
+    #[arg(long, global = true, env = "AIRSSYS_HOST", value_name = "URL")]
+    host: Option<String>,
 
     /// The operator's host-wide policy file: denials over every component
     /// and directories no grant may reach (see docs/security.md).
@@ -156,6 +164,7 @@ fn main() -> ExitCode {
         let host = commands::Host {
             cache_dir,
             state_dir: cli.state_dir.clone().or_else(default_state_dir),
+            remote: cli.host.clone(),
             policy,
             audit: None,
             collect: None,
@@ -165,20 +174,20 @@ fn main() -> ExitCode {
             Command::Call(args) => commands::call::main(args, host).await,
             Command::Inspect(args) => commands::inspect::main(args, host).await,
             Command::Compile(args) => commands::compile::main(args, host).await,
-            Command::Publish(args) => commands::publish::main(args, state_dir()?),
+            Command::Publish(args) => commands::publish::main(args, host).await,
             Command::Keygen(args) => commands::signing::keygen(args),
             Command::Sign(args) => commands::signing::sign(args),
             Command::Trust(args) => commands::signing::trust(args, state_dir()?),
-            Command::Audit(args) => commands::audit::main(args, state_dir()?),
+            Command::Audit(args) => commands::audit::main(args, host).await,
             Command::Deploy(args) => commands::deploy::deploy(args, host).await,
             Command::Upgrade(args) => commands::deploy::upgrade(args, host).await,
             Command::Rollback(args) => commands::deploy::rollback(args, host).await,
             Command::Promote(args) => commands::deploy::promote(args, host).await,
-            Command::Abort(args) => commands::deploy::abort(args, host),
-            Command::History(args) => commands::deploy::history(args, host),
+            Command::Abort(args) => commands::deploy::abort(args, host).await,
+            Command::History(args) => commands::deploy::history(args, host).await,
             Command::Diff(args) => commands::deploy::diff(args, host),
             Command::Gc(args) => commands::deploy::gc(args, host),
-            Command::Status(args) => commands::deploy::status(args, host),
+            Command::Status(args) => commands::deploy::status(args, host).await,
             Command::Serve(args) => commands::serve::main(args, host).await,
         }
     });

@@ -1,8 +1,6 @@
 //! `airssys-wasm audit`: list and verify the audit trail of a state
 //! directory.
 
-use std::path::PathBuf;
-
 use airssys_wasm_deploy::{Registry, StateDir};
 use serde_json::json;
 
@@ -39,33 +37,14 @@ enum Command {
     },
 }
 
-pub(crate) fn main(args: Args, state_dir: PathBuf) -> anyhow::Result<u8> {
-    let dir = StateDir::open(&state_dir)?;
+pub(crate) async fn main(args: Args, host: crate::commands::Host) -> anyhow::Result<u8> {
+    if let Some(client) = host.client()? {
+        return remote(args, &client).await;
+    }
+    let dir = StateDir::open(host.local_state_dir()?)?;
     let registry = Registry::open(&dir)?;
     match args.command {
-        Command::List { json } => {
-            let mut out = String::new();
-            for r in registry.audit()? {
-                if json {
-                    out.push_str(&serde_json::to_string(&r)?);
-                } else {
-                    let time = std::time::UNIX_EPOCH
-                        + std::time::Duration::from_millis(u64::try_from(r.time_ms).unwrap_or(0));
-                    out.push_str(&format!(
-                        "{:>6}  {}  {:<10} {:<24} {}  {}",
-                        r.seq,
-                        humantime::format_rfc3339_seconds(time),
-                        r.action,
-                        r.subject,
-                        r.actor,
-                        r.details
-                    ));
-                }
-                out.push('\n');
-            }
-            print_text(&out)?;
-            Ok(crate::exit::OK)
-        }
+        Command::List { json } => print_records(&registry.audit()?, json),
         Command::Head { json } => {
             let head = registry.audit_head()?;
             if json {
@@ -99,4 +78,63 @@ pub(crate) fn main(args: Args, state_dir: PathBuf) -> anyhow::Result<u8> {
             }
         },
     }
+}
+
+/// `audit list` and `audit verify` on a running host.
+async fn remote(args: Args, client: &crate::client::Client) -> anyhow::Result<u8> {
+    match args.command {
+        Command::List { json } => {
+            let records: Vec<airssys_wasm_deploy::AuditRecord> =
+                serde_json::from_value(client.json(http::Method::GET, "/v1/audit", &json!({})).await?)?;
+            print_records(&records, json)
+        }
+        Command::Verify { json } => {
+            let v = client
+                .send(http::Method::GET, "/v1/audit/verify", "application/json", &[], Vec::new())
+                .await;
+            match v {
+                Ok(v) => {
+                    if json {
+                        print_json(&v)?;
+                    } else {
+                        print_text(&format!(
+                            "audit trail intact: {} record(s), head {}\n",
+                            v["records"],
+                            v["head"].as_str().filter(|h| !h.is_empty()).unwrap_or("(none)")
+                        ))?;
+                    }
+                    Ok(crate::exit::OK)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Command::Head { .. } => Err(crate::output::InputError(
+            "`audit head` reads the head file beside the database: run it on the host's state directory (without --host)".into(),
+        )
+        .into()),
+    }
+}
+
+fn print_records(records: &[airssys_wasm_deploy::AuditRecord], json: bool) -> anyhow::Result<u8> {
+    let mut out = String::new();
+    for r in records {
+        if json {
+            out.push_str(&serde_json::to_string(r)?);
+        } else {
+            let time = std::time::UNIX_EPOCH
+                + std::time::Duration::from_millis(u64::try_from(r.time_ms).unwrap_or(0));
+            out.push_str(&format!(
+                "{:>6}  {}  {:<10} {:<24} {}  {}",
+                r.seq,
+                humantime::format_rfc3339_seconds(time),
+                r.action,
+                r.subject,
+                r.actor,
+                r.details
+            ));
+        }
+        out.push('\n');
+    }
+    print_text(&out)?;
+    Ok(crate::exit::OK)
 }

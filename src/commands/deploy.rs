@@ -3,9 +3,12 @@
 
 use std::path::PathBuf;
 
-use airssys_wasm_deploy::{DeploySpec, Deployer, Deployment, StateDir, Strategy};
+use airssys_wasm_deploy::{
+    DeploySpec, Deployer, Deployment, Rollback, StateDir, StateUsage, Strategy,
+};
 use airssys_wasm_runtime::{Grants, RuntimeConfig};
 use anyhow::bail;
+use http::Method;
 use serde_json::json;
 
 use super::{GrantArgs, Host, LimitArgs, parse_pair};
@@ -295,8 +298,57 @@ fn report(verb: &str, d: &Deployment, json: bool) -> anyhow::Result<u8> {
     Ok(crate::exit::OK)
 }
 
+/// The API's fields for `spec` (none without flags: the host keeps the
+/// active deployment's).
+fn spec_fields(spec: Option<&DeploySpec>) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    if let Some(s) = spec {
+        m.insert("allow".into(), json!(s.allow));
+        m.insert("deny".into(), json!(s.deny));
+        let config: std::collections::BTreeMap<&str, &str> = s
+            .config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        m.insert("config".into(), json!(config));
+        if let Some(r) = &s.route {
+            m.insert("route".into(), json!(r));
+        }
+        if let Some(mem) = s.memory {
+            m.insert("memory".into(), json!(mem));
+        }
+        if let Some(t) = s.timeout_ms {
+            m.insert("timeout_ms".into(), json!(t));
+        }
+    }
+    m
+}
+
 pub(crate) async fn deploy(args: DeployArgs, host: Host) -> anyhow::Result<u8> {
     let (name, version) = &args.target;
+    if let Some(c) = host.client()? {
+        let spec = args.spec.spec(name, version)?;
+        let mut body = spec_fields(spec.as_ref());
+        body.insert("name".into(), json!(name));
+        body.insert("version".into(), json!(version));
+        body.insert("allow_breaking".into(), json!(args.allow_breaking));
+        let progress = Progress::start(format!("deploying {name} {version} on {}", c.base()));
+        let v = c
+            .json(
+                Method::POST,
+                "/v1/deployments",
+                &serde_json::Value::Object(body),
+            )
+            .await;
+        drop(progress);
+        let record: Deployment = serde_json::from_value(v?)?;
+        let verb = if record.parent.is_some() {
+            "upgraded to"
+        } else {
+            "deployed"
+        };
+        return report(verb, &record, args.json);
+    }
     let (dir, _) = deployer(&host)?;
     let mut d = open(&dir, &host)?;
     let actor = crate::commands::publish::actor();
@@ -341,6 +393,35 @@ pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8>
         .strategy
         .parse()
         .map_err(|e| InputError(format!("{e}")))?;
+    if let Some(c) = host.client()? {
+        let spec = args.spec.spec(name, version)?;
+        let mut body = spec_fields(spec.as_ref());
+        body.insert("version".into(), json!(version));
+        body.insert("strategy".into(), json!(strategy.name()));
+        body.insert("allow_breaking".into(), json!(args.allow_breaking));
+        let progress = Progress::start(format!("upgrading {name} to {version} on {}", c.base()));
+        let v = c
+            .json(
+                Method::POST,
+                &format!("/v1/deployments/{name}/upgrade"),
+                &serde_json::Value::Object(body),
+            )
+            .await;
+        drop(progress);
+        let record: Deployment = serde_json::from_value(v?)?;
+        if record.is_canary() {
+            if args.json {
+                print_json(&json!(record))?;
+            } else {
+                print_text(&format!(
+                    "{name} {version} is a canary (deployment {}): the host promotes or aborts it on its measurements, or `airssys-wasm promote {name}` / `abort {name}`\n",
+                    record.id
+                ))?;
+            }
+            return Ok(crate::exit::OK);
+        }
+        return report("upgraded to", &record, args.json);
+    }
     if strategy.needs_live_traffic() {
         bail!(InputError(format!(
             "the `{}` strategy acts on live traffic and needs a running host (`airssys-wasm serve`); a local command applies `immediate`",
@@ -366,19 +447,32 @@ pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8>
 }
 
 pub(crate) async fn rollback(args: RollbackArgs, host: Host) -> anyhow::Result<u8> {
+    if let Some(c) = host.client()? {
+        let v = c
+            .json(
+                Method::POST,
+                &format!("/v1/deployments/{}/rollback", args.name),
+                &json!({ "to": args.to }),
+            )
+            .await?;
+        return print_rollback(&serde_json::from_value(v)?, args.json);
+    }
     let (dir, _) = deployer(&host)?;
     let mut d = open(&dir, &host)?;
-    let done = d
+    let mut done = d
         .rollback(
             &args.name,
             args.to.as_deref(),
             &crate::commands::publish::actor(),
         )
         .await?;
-    if args.json {
-        let mut v = json!(done);
-        v["deployment"] = serde_json::to_value(done.deployment.redacted())?;
-        print_json(&v)?;
+    done.deployment = done.deployment.redacted();
+    print_rollback(&done, args.json)
+}
+
+fn print_rollback(done: &Rollback, json: bool) -> anyhow::Result<u8> {
+    if json {
+        print_json(&json!(done))?;
         return Ok(crate::exit::OK);
     }
     report("rolled back to", &done.deployment, false)?;
@@ -407,6 +501,16 @@ pub(crate) async fn rollback(args: RollbackArgs, host: Host) -> anyhow::Result<u
 }
 
 pub(crate) async fn promote(args: CanaryArgs, host: Host) -> anyhow::Result<u8> {
+    if let Some(c) = host.client()? {
+        let v = c
+            .json(
+                Method::POST,
+                &format!("/v1/deployments/{}/promote", args.name),
+                &json!({}),
+            )
+            .await?;
+        return report("promoted", &serde_json::from_value(v)?, args.json);
+    }
     let (dir, _) = deployer(&host)?;
     let mut d = open(&dir, &host)?;
     let record = d
@@ -415,10 +519,23 @@ pub(crate) async fn promote(args: CanaryArgs, host: Host) -> anyhow::Result<u8> 
     report("promoted", &record, args.json)
 }
 
-pub(crate) fn abort(args: CanaryArgs, host: Host) -> anyhow::Result<u8> {
-    let (dir, _) = deployer(&host)?;
-    let mut d = open(&dir, &host)?;
-    let record = d.abort(&args.name, &crate::commands::publish::actor())?;
+pub(crate) async fn abort(args: CanaryArgs, host: Host) -> anyhow::Result<u8> {
+    let record: Deployment = match host.client()? {
+        Some(c) => serde_json::from_value(
+            c.json(
+                Method::POST,
+                &format!("/v1/deployments/{}/abort", args.name),
+                &json!({}),
+            )
+            .await?,
+        )?,
+        None => {
+            let (dir, _) = deployer(&host)?;
+            let mut d = open(&dir, &host)?;
+            d.abort(&args.name, &crate::commands::publish::actor())?
+                .redacted()
+        }
+    };
     if args.json {
         print_json(&serde_json::to_value(record.redacted())?)?;
     } else {
@@ -436,14 +553,25 @@ fn time(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-pub(crate) fn history(args: HistoryArgs, host: Host) -> anyhow::Result<u8> {
-    let (dir, _) = deployer(&host)?;
-    let d = open(&dir, &host)?;
-    let records: Vec<Deployment> = d
-        .history(&args.name)?
-        .iter()
-        .map(Deployment::redacted)
-        .collect();
+pub(crate) async fn history(args: HistoryArgs, host: Host) -> anyhow::Result<u8> {
+    let records: Vec<Deployment> = match host.client()? {
+        Some(c) => serde_json::from_value(
+            c.json(
+                Method::GET,
+                &format!("/v1/deployments/{}/history", args.name),
+                &json!({}),
+            )
+            .await?,
+        )?,
+        None => {
+            let (dir, _) = deployer(&host)?;
+            let d = open(&dir, &host)?;
+            d.history(&args.name)?
+                .iter()
+                .map(Deployment::redacted)
+                .collect()
+        }
+    };
     if records.is_empty() {
         bail!(InputError(format!("{} was never deployed here", args.name)));
     }
@@ -479,16 +607,40 @@ pub(crate) fn history(args: HistoryArgs, host: Host) -> anyhow::Result<u8> {
     Ok(crate::exit::OK)
 }
 
-pub(crate) fn status(args: StatusArgs, host: Host) -> anyhow::Result<u8> {
-    let (dir, _) = deployer(&host)?;
-    let d = open(&dir, &host)?;
-    let active: Vec<Deployment> = d.status()?.iter().map(Deployment::redacted).collect();
-    let mut rows = Vec::new();
-    for r in &active {
-        let usage = d.state_usage(r)?;
-        let canary = d.canary_record(&r.name)?.map(|c| c.redacted());
-        rows.push((r, usage, canary));
-    }
+/// One row of `status`: the active deployment, its state's usage, and its
+/// canary in progress.
+#[derive(serde::Deserialize)]
+struct StatusRow {
+    #[serde(flatten)]
+    deployment: Deployment,
+    state_usage: StateUsage,
+    canary: Option<Deployment>,
+}
+
+pub(crate) async fn status(args: StatusArgs, host: Host) -> anyhow::Result<u8> {
+    let rows: Vec<StatusRow> = match host.client()? {
+        Some(c) => {
+            serde_json::from_value(c.json(Method::GET, "/v1/deployments", &json!({})).await?)?
+        }
+        None => {
+            let (dir, _) = deployer(&host)?;
+            let d = open(&dir, &host)?;
+            let mut rows = Vec::new();
+            for r in d.status()? {
+                rows.push(StatusRow {
+                    state_usage: d.state_usage(&r)?,
+                    canary: d.canary_record(&r.name)?.map(|c| c.redacted()),
+                    deployment: r.redacted(),
+                });
+            }
+            rows
+        }
+    };
+    let active: Vec<&Deployment> = rows.iter().map(|r| &r.deployment).collect();
+    let rows: Vec<(&Deployment, &StateUsage, &Option<Deployment>)> = rows
+        .iter()
+        .map(|r| (&r.deployment, &r.state_usage, &r.canary))
+        .collect();
     if args.json {
         let list: Vec<serde_json::Value> = rows
             .iter()

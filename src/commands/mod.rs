@@ -394,11 +394,34 @@ pub(crate) struct Host {
     pub cache_dir: Option<PathBuf>,
     /// The state directory, for deployed components.
     pub state_dir: Option<PathBuf>,
+    /// `--host`: a running host's control API, for the deployment
+    /// commands.
+    pub remote: Option<String>,
     pub policy: HostPolicy,
     pub audit: Option<AuditFormat>,
     /// Audit events to keep (for a deployed component: they go to the
     /// state directory's trail when the command ends).
     pub collect: Option<std::sync::Arc<std::sync::Mutex<Vec<AuditEvent>>>>,
+}
+
+impl Host {
+    /// The running host to talk to, if `--host` (or `AIRSSYS_HOST`) names
+    /// one.
+    pub(crate) fn client(&self) -> anyhow::Result<Option<crate::client::Client>> {
+        self.remote
+            .as_deref()
+            .map(|url| crate::client::Client::new(url, self.state_dir.as_deref()))
+            .transpose()
+    }
+
+    /// The local state directory.
+    pub(crate) fn local_state_dir(&self) -> anyhow::Result<PathBuf> {
+        self.state_dir.clone().ok_or_else(|| {
+            anyhow::Error::new(InputError(
+                "no state directory: set --state-dir or AIRSSYS_STATE_DIR".into(),
+            ))
+        })
+    }
 }
 
 /// How audit events are printed (to stderr).

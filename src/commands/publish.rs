@@ -45,15 +45,20 @@ pub(crate) struct Args {
     json: bool,
 }
 
-pub(crate) fn main(args: Args, state_dir: PathBuf) -> anyhow::Result<u8> {
+pub(crate) async fn main(args: Args, host: super::Host) -> anyhow::Result<u8> {
     let (_, bytes) = read_component(&args.file)?;
     let beside = PathBuf::from(format!("{}.sig", args.file.display()));
     let sig_file = args
         .signature
         .clone()
         .or_else(|| beside.is_file().then_some(beside));
-    let provenance = match sig_file {
-        Some(f) => Provenance::signed(Signature::read(&f)?),
+    let signature = sig_file.as_deref().map(Signature::read).transpose()?;
+    if let Some(client) = host.client()? {
+        return remote(args, &client, bytes, signature).await;
+    }
+    let state_dir = host.local_state_dir()?;
+    let provenance = match signature {
+        Some(s) => Provenance::signed(s),
         None if args.allow_unsigned => Provenance::unsigned(),
         None => Provenance::default(),
     };
@@ -90,6 +95,61 @@ pub(crate) fn main(args: Args, state_dir: PathBuf) -> anyhow::Result<u8> {
         print_text(&format!(
             "{} {} was already published with these bytes ({}); nothing to do\n",
             p.name, p.version, p.digest
+        ))?;
+    }
+    Ok(crate::exit::OK)
+}
+
+/// Publish through a running host's control API.
+async fn remote(
+    args: Args,
+    client: &crate::client::Client,
+    bytes: Vec<u8>,
+    signature: Option<Signature>,
+) -> anyhow::Result<u8> {
+    let mut headers = Vec::new();
+    if let Some(s) = &signature {
+        headers.push(("x-airssys-signature", serde_json::to_string(s)?));
+    }
+    let path = format!(
+        "/v1/components?name={}&version={}&allow_unsigned={}",
+        args.name, args.version, args.allow_unsigned
+    );
+    let progress = crate::output::Progress::start(format!(
+        "uploading {} {} ({} bytes) to {}",
+        args.name,
+        args.version,
+        bytes.len(),
+        client.base()
+    ));
+    let p = client
+        .send(
+            http::Method::POST,
+            &path,
+            "application/wasm",
+            &headers,
+            bytes,
+        )
+        .await;
+    drop(progress);
+    let p = p?;
+    if args.json {
+        print_json(&p)?;
+    } else if p["created"] == true {
+        print_text(&format!(
+            "published {} {} ({}, {} bytes) on {}\n",
+            p["name"].as_str().unwrap_or_default(),
+            p["version"].as_str().unwrap_or_default(),
+            p["digest"].as_str().unwrap_or_default(),
+            p["size"],
+            client.base()
+        ))?;
+    } else {
+        print_text(&format!(
+            "{} {} was already published with these bytes ({}); nothing to do\n",
+            p["name"].as_str().unwrap_or_default(),
+            p["version"].as_str().unwrap_or_default(),
+            p["digest"].as_str().unwrap_or_default(),
         ))?;
     }
     Ok(crate::exit::OK)

@@ -11,6 +11,7 @@ mod audit;
 mod deploy;
 mod escape;
 mod manifest;
+mod serve;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

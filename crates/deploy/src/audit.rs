@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 pub const ENCODING_VERSION: u16 = 1;
 
 /// One record of the trail.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// Its place in the chain, from 1.
     pub seq: i64,

@@ -157,7 +157,7 @@ impl DeploySpec {
 }
 
 /// One deployment, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Deployment {
     /// Its id, increasing.
@@ -222,7 +222,7 @@ fn state_namespace(name: &str, generation: i64) -> String {
 /// What a rollback did: the deployment active again, and the state writes
 /// it left behind (on the generation it left, which stays in the store: a
 /// rollback to that deployment finds them again).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Rollback {
     /// The deployment active again.
@@ -238,7 +238,7 @@ pub struct Rollback {
 }
 
 /// The state a component keeps: keys and bytes of its generation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateUsage {
     /// Keys, every bucket together.
     pub keys: u64,

@@ -279,8 +279,23 @@ struct DeployBody {
 async fn deploy(State(host): Shared, body: Result<Json<DeployBody>, JsonRejection>) -> ApiResult {
     let Json(b) = body?;
     let mut d = host.deployer.lock().await;
-    let spec = b.spec.spec(&b.name, &b.version);
-    let record = d.deploy(spec, b.allow_breaking, ACTOR).await?;
+    let active = d.status()?.iter().any(|r| r.name == b.name);
+    let record = if active && b.spec.is_empty() {
+        // Over an active deployment without a spec: keep its grants,
+        // limits, configuration and route, as the CLI does.
+        d.upgrade(
+            &b.name,
+            &b.version,
+            Strategy::Immediate,
+            None,
+            b.allow_breaking,
+            ACTOR,
+        )
+        .await?
+    } else {
+        let spec = b.spec.spec(&b.name, &b.version);
+        d.deploy(spec, b.allow_breaking, ACTOR).await?
+    };
     host.refresh_routes(&mut d).await.map_err(internal)?;
     Ok(Json(shown(&record)))
 }
@@ -289,9 +304,24 @@ fn internal(e: crate::Error) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
+/// An active deployment as `status` shows it: with its state's usage and
+/// its canary in progress.
+fn status_row(d: &airssys_wasm_deploy::Deployer, active: &Deployment) -> Result<Value, ApiError> {
+    let usage = d.state_usage(active)?;
+    let canary = d.canary_record(&active.name)?.map(|c| c.redacted());
+    let mut v = shown(active);
+    v["state_usage"] = json!(usage);
+    v["canary"] = json!(canary);
+    Ok(v)
+}
+
 async fn deployments(State(host): Shared) -> ApiResult {
     let d = host.deployer.lock().await;
-    let list: Vec<Value> = d.status()?.iter().map(shown).collect();
+    let list = d
+        .status()?
+        .iter()
+        .map(|a| status_row(&d, a))
+        .collect::<Result<Vec<Value>, ApiError>>()?;
     Ok(Json(json!(list)))
 }
 
@@ -303,12 +333,7 @@ async fn deployment(State(host): Shared, Path(name): Path<String>) -> ApiResult 
             format!("{name} has no active deployment"),
         ));
     };
-    let usage = d.state_usage(&active)?;
-    let canary = d.canary_record(&name)?.map(|c| c.redacted());
-    let mut v = shown(&active);
-    v["state_usage"] = json!(usage);
-    v["canary"] = json!(canary);
-    Ok(Json(v))
+    Ok(Json(status_row(&d, &active)?))
 }
 
 #[derive(serde::Deserialize)]

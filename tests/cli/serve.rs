@@ -1,0 +1,188 @@
+//! `airssys-wasm serve` and the commands that drive it with `--host`, as
+//! the issue's walk types them.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::process::Stdio;
+
+use airssys_wasm_test_guests::HELLO_HTTP;
+
+use crate::{Cli, assert_clean_error, stderr, stdout};
+
+/// A plain HTTP/1.1 GET on a fresh connection: the status and the body
+/// (chunks joined).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        loop {
+            let (size, after) = rest.split_once("\r\n").unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = &after[size + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+#[test]
+fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
+    let cli = Cli::new();
+    let work = tempfile::tempdir().unwrap();
+    let st = work.path().join("st");
+    let mut host = cli
+        .cmd(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            st.to_str().unwrap(),
+        ])
+        .env_remove("AIRSSYS_HOST")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first lines say where it listens and where the token is.
+    let mut out = BufReader::new(host.stdout.take().unwrap());
+    let mut said = String::new();
+    for _ in 0..4 {
+        out.read_line(&mut said).unwrap();
+    }
+    let addr = |label: &str| {
+        said.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|l| l.trim().strip_prefix("http://"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {label} in {said}"))
+            .to_string()
+    };
+    let (ingress, admin) = (addr("ingress"), addr("admin"));
+    assert!(
+        said.contains(&format!("token    {}", st.join("admin.token").display())),
+        "{said}"
+    );
+    let token = std::fs::read_to_string(st.join("admin.token")).unwrap();
+    assert!(
+        !said.contains(token.trim()),
+        "the token itself is never printed"
+    );
+
+    let on_host = |args: &[&str]| {
+        cli.cmd(args)
+            .env("AIRSSYS_HOST", format!("http://{admin}"))
+            .env("AIRSSYS_TOKEN", token.trim())
+            .env_remove("AIRSSYS_STATE_DIR")
+            .current_dir(work.path())
+            .output()
+            .unwrap()
+    };
+    let ok = |o: std::process::Output| {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    std::fs::copy(HELLO_HTTP, work.path().join("hello-http.wasm")).unwrap();
+    let published = ok(on_host(&[
+        "publish",
+        "hello-http.wasm",
+        "--name",
+        "hello",
+        "--version",
+        "0.1.0",
+        "--allow-unsigned",
+    ]));
+    assert!(
+        published.starts_with("published hello 0.1.0 (sha256:"),
+        "{published}"
+    );
+    let deployed = ok(on_host(&["deploy", "hello@0.1.0", "--route", "/hello"]));
+    assert!(
+        deployed.starts_with("deployed hello 0.1.0 (deployment 1"),
+        "{deployed}"
+    );
+    assert_eq!(
+        get(&ingress, "/hello"),
+        (200, "Hello from airssys-wasm! /hello\n".to_string())
+    );
+    let (status, metrics) = get(&admin, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            r#"airssys_requests_total{component="hello",version="0.1.0",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    // The same commands, the same output, on the host.
+    let status = ok(on_host(&["status", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v[0]["spec"]["route"], "/hello");
+    assert_eq!(v[0]["state_usage"]["keys"], 0);
+    let history = ok(on_host(&["history", "hello"]));
+    assert!(
+        history.contains("0.1.0      active   immediate"),
+        "{history}"
+    );
+    assert!(ok(on_host(&["audit", "verify"])).starts_with("audit trail intact: 2 record(s)"));
+    // Errors from the host are one line, with what to do.
+    let o = on_host(&["upgrade", "hello@0.2.0"]);
+    assert_clean_error(&o, 3, "hello 0.2.0 is not published; publish it first");
+    // A local command on the directory the host holds says to use --host.
+    let o = cli
+        .cmd(&["status", "--state-dir", st.to_str().unwrap()])
+        .env_remove("AIRSSYS_HOST")
+        .output()
+        .unwrap();
+    assert_clean_error(&o, 1, "act on the running host with --host");
+
+    // A second host on the same port: one clear line.
+    let o = cli
+        .cmd(&[
+            "serve",
+            "--listen",
+            &ingress,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            work.path().join("other").to_str().unwrap(),
+        ])
+        .env_remove("AIRSSYS_HOST")
+        .output()
+        .unwrap();
+    assert_clean_error(&o, 1, &format!("cannot listen on {ingress}"));
+    assert!(
+        stderr(&o).contains("another process uses this port"),
+        "{}",
+        stderr(&o)
+    );
+
+    // SIGTERM: a clean stop.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &host.id().to_string()])
+        .status()
+        .unwrap();
+    let status = host.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "stopped\n");
+}
