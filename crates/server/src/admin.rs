@@ -152,13 +152,7 @@ async fn readyz(State(host): Shared) -> (StatusCode, &'static str) {
 }
 
 async fn metrics(State(host): Shared) -> Response {
-    let (stats, active) = {
-        let d = host.deployer.lock().await;
-        (
-            d.runtime().stats(),
-            d.status().map(|s| s.len()).unwrap_or_default(),
-        )
-    };
+    let (stats, active) = (host.runtime.stats(), host.active.load(Ordering::SeqCst));
     (
         [(
             http::header::CONTENT_TYPE,

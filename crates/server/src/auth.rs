@@ -43,10 +43,24 @@ impl Token {
                 token
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                std::fs::read_to_string(path)
-                    .map_err(io)?
-                    .trim()
-                    .to_string()
+                use std::io::Read as _;
+                use std::os::unix::fs::MetadataExt as _;
+                let mut f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(path)
+                    .map_err(io)?;
+                let meta = f.metadata().map_err(io)?;
+                if !meta.is_file() || meta.mode() & 0o077 != 0 {
+                    return Err(Error::Config(format!(
+                        "{} must be a regular file only its owner can read (mode 0600): `chmod 600 {}`",
+                        path.display(),
+                        path.display()
+                    )));
+                }
+                let mut token = String::new();
+                f.read_to_string(&mut token).map_err(io)?;
+                token.trim().to_string()
             }
             Err(e) => return Err(io(e)),
         };

@@ -54,10 +54,29 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_string();
+    if !normal(&path) {
+        return Ok(text(
+            StatusCode::BAD_REQUEST,
+            "the path must be absolute, without empty, `.` or `..` segments",
+        ));
+    }
     let Some((name, route)) = host.route_for(&path) else {
         return Ok(text(StatusCode::NOT_FOUND, format!("no route for {path}")));
     };
     let started = std::time::Instant::now();
+    // A handler gets the whole body: it is read before a version is picked,
+    // so a slow client holds no version (nor a stateful upgrade's drain).
+    let is_handler = route
+        .current()
+        .is_some_and(|a| a.component.info().kind == WorldKind::Airssys);
+    let (request, message) = if is_handler {
+        match read_message(&host, request).await {
+            Ok(m) => (None, Some(m)),
+            Err(resp) => return Ok(resp),
+        }
+    } else {
+        (Some(request), None)
+    };
     let pick = match route.pick().await {
         Ok(p) => p,
         Err(e) => {
@@ -67,8 +86,8 @@ pub(crate) async fn handle(
     };
     let version = pick.active.deployment.version.clone();
     let component = pick.active.component.clone();
-    let (response, ok) = match component.info().kind {
-        WorldKind::HttpProxy => match component.handle_http(request).await {
+    let (response, ok) = match (component.info().kind, request, message) {
+        (WorldKind::HttpProxy, Some(request), _) => match component.handle_http(request).await {
             Ok(resp) => {
                 let ok = !resp.status().is_server_error();
                 (
@@ -78,10 +97,9 @@ pub(crate) async fn handle(
             }
             Err(e) => (runtime_error(&name, &version, &e), false),
         },
-        WorldKind::Airssys => match handler_call(&host, &component, request).await {
-            Ok(resp) => (resp, true),
-            Err(HandlerError::Request(resp)) => (resp, true),
-            Err(HandlerError::Runtime(e)) => {
+        (WorldKind::Airssys, _, Some(message)) => match component.execute(message).await {
+            Ok(out) => (message_response(out.value), true),
+            Err(e) => {
                 let resp = runtime_error(&name, &version, &e);
                 // A guest's own answer that the input was wrong is not the
                 // version failing.
@@ -97,10 +115,10 @@ pub(crate) async fn handle(
                 (resp, ok)
             }
         },
-        other => (
+        (kind, _, _) => (
             text(
                 StatusCode::NOT_IMPLEMENTED,
-                format!("{name} is a {other} component: it cannot serve HTTP"),
+                format!("{name} {version} is a {kind} component: it cannot serve this request"),
             ),
             true,
         ),
@@ -111,37 +129,48 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
-enum HandlerError {
-    /// The request itself is refused (too large, unreadable).
-    Request(Response<Body>),
-    /// The call failed.
-    Runtime(airssys_wasm_runtime::Error),
+/// Whether `path` is absolute and has no empty, `.` or `..` segment (a
+/// trailing `/` is allowed).
+fn normal(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.is_empty()
+        || rest
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..")
 }
 
-/// Call a `handler` component with the request as a message.
-async fn handler_call(
-    host: &Host,
-    component: &airssys_wasm_runtime::ComponentPre,
-    request: Request<Incoming>,
-) -> Result<Response<Body>, HandlerError> {
+/// The request as a handler's message: the body (within the size limit and
+/// the read timeout) as the payload, the content type, and the headers with
+/// `:method`, `:path`, `:query` and `:authority`.
+async fn read_message(host: &Host, request: Request<Incoming>) -> Result<Message, Response<Body>> {
     let (parts, body) = request.into_parts();
     let limit = host.config.max_request_body;
-    let payload = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e)
+    let read = http_body_util::Limited::new(body, limit).collect();
+    let payload = match tokio::time::timeout(host.config.body_timeout, read).await {
+        Err(_) => {
+            return Err(text(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            ));
+        }
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return Err(HandlerError::Request(text(
+            return Err(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the request body is over {limit} bytes"),
-            )));
+            ));
         }
-        Err(e) => {
-            return Err(HandlerError::Request(text(
+        Ok(Err(e)) => {
+            return Err(text(
                 StatusCode::BAD_REQUEST,
                 format!("the request body could not be read: {e}"),
-            )));
+            ));
         }
     };
     let mut headers = vec![
@@ -172,29 +201,42 @@ async fn handler_call(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let message = Message {
-        payload: payload.to_vec(),
+    Ok(Message {
+        payload: Vec::from(payload),
         content_type,
         headers,
-    };
-    let out = component
-        .execute(message)
-        .await
-        .map_err(HandlerError::Runtime)?;
-    Ok(message_response(out.value))
+    })
 }
+
+/// Headers a component may not set: they frame the message or the
+/// connection, which the host owns.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// A handler's answer as an HTTP response.
 fn message_response(m: Message) -> Response<Body> {
+    // A final status only: 1xx would change the exchange (101 upgrades the
+    // connection), which is the host's business.
     let status = m
         .header(":status")
         .and_then(|s| s.trim().parse::<u16>().ok())
+        .filter(|s| (200..=599).contains(s))
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
     let mut r = Response::new(full(m.payload));
     *r.status_mut() = status;
     for (k, v) in &m.headers {
-        if k.starts_with(':') {
+        if k.starts_with(':') || HOP_BY_HOP.iter().any(|h| k.eq_ignore_ascii_case(h)) {
             continue;
         }
         // Names and values HTTP cannot carry are dropped, not fatal.
@@ -268,13 +310,17 @@ pub(crate) async fn serve(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let open = Arc::new(tokio::sync::Semaphore::new(host.config.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
+                        // Out of descriptors, say: wait a moment rather
+                        // than spin.
                         tracing::warn!(error = %e, "accepting a connection");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                         continue;
                     }
                 };
@@ -291,12 +337,14 @@ pub(crate) async fn serve(
                     .max_buf_size(64 * 1024)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended");
                     }
                 });
+                // Forget the connections that ended.
+                while connections.try_join_next().is_some() {}
             }
             _ = stop.changed() => break,
         }
@@ -311,6 +359,8 @@ pub(crate) async fn serve(
             "requests still in flight after the grace period were cut"
         );
     }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
 }
 
 /// Where each route goes: longest route first.

@@ -84,11 +84,14 @@ pub struct ServeConfig {
     pub grace: Duration,
     /// Largest component the control API accepts (default 64 MiB).
     pub max_component_size: usize,
-    /// Largest request body a handler component receives (default 16 MiB).
+    /// Largest request body a handler component receives (default 4 MiB).
     pub max_request_body: usize,
     /// Open ingress connections at most (default 1,024); more are closed at
     /// once.
     pub max_connections: usize,
+    /// How long a handler's request body may take to arrive (default
+    /// 30 s); then `408`.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -98,8 +101,9 @@ impl Default for ServeConfig {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             grace: Duration::from_secs(10),
             max_component_size: 64 << 20,
-            max_request_body: 16 << 20,
+            max_request_body: 4 << 20,
             max_connections: 1024,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -133,6 +137,10 @@ impl ServeConfig {
 /// What every request handler shares.
 pub(crate) struct Host {
     pub(crate) deployer: tokio::sync::Mutex<Deployer>,
+    /// The deployer's runtime, for its counters without the deployer's lock.
+    pub(crate) runtime: airssys_wasm_runtime::Runtime,
+    /// Components with an active deployment, as of the last refresh.
+    pub(crate) active: std::sync::atomic::AtomicUsize,
     /// `(route, component, its route)`, longest route first.
     routes: std::sync::RwLock<Vec<(String, String, Route)>>,
     pub(crate) ready: AtomicBool,
@@ -158,17 +166,20 @@ impl Host {
     /// table from the registry. A component that cannot be prepared is
     /// logged and left out; the others serve.
     pub(crate) async fn refresh_routes(&self, deployer: &mut Deployer) -> Result<(), Error> {
+        if let Err(e) = deployer.settle() {
+            tracing::error!(error = %e, "persisting canary verdicts");
+        }
         let mut table = Vec::new();
-        for d in deployer.status()? {
-            let route = match deployer.serve(&d.name).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(component = %d.name, version = %d.version, error = %e, "cannot serve");
-                    continue;
-                }
-            };
+        let active = deployer.status()?;
+        self.active.store(active.len(), Ordering::SeqCst);
+        for d in active {
+            // Its route is in the table even when it cannot be prepared
+            // now: its requests get 503, never another component.
+            if let Err(e) = deployer.serve(&d.name).await {
+                tracing::error!(component = %d.name, version = %d.version, error = %e, "cannot serve");
+            }
             if let Some(path) = &d.spec.route {
-                table.push((path.clone(), d.name.clone(), route));
+                table.push((path.clone(), d.name.clone(), deployer.route(&d.name)));
             }
         }
         *self
@@ -205,6 +216,7 @@ impl Server {
     ) -> Result<Self, Error> {
         let token = auth::Token::load_or_create(&dir.path().join("admin.token"))?;
         let deployer = Deployer::open(&dir, runtime)?;
+        let runtime = deployer.runtime().clone();
         let bind = |addr: SocketAddr| async move {
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -215,6 +227,8 @@ impl Server {
         Ok(Self {
             host: Arc::new(Host {
                 deployer: tokio::sync::Mutex::new(deployer),
+                runtime,
+                active: std::sync::atomic::AtomicUsize::new(0),
                 routes: std::sync::RwLock::default(),
                 ready: AtomicBool::new(false),
                 token,
@@ -248,22 +262,36 @@ impl Server {
     /// then let requests in flight finish (within the grace period).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let host = self.host.clone();
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_ingress, ingress_rx) = tokio::sync::watch::channel(false);
+        let (stop_admin, admin_rx) = tokio::sync::watch::channel(false);
         let grace = host.config.grace;
-        let admin = tokio::spawn(admin::serve(self.admin, host.clone(), stop_rx.clone()));
+        let admin = tokio::spawn(admin::serve(self.admin, host.clone(), admin_rx.clone()));
         {
             let mut d = host.deployer.lock().await;
             host.refresh_routes(&mut d).await?;
         }
         host.ready.store(true, Ordering::SeqCst);
         tracing::info!("ready");
-        let settle = tokio::spawn(settle_loop(host.clone(), stop_rx.clone()));
-        let ingress = tokio::spawn(ingress::serve(self.ingress, host.clone(), stop_rx, grace));
+        let settle = tokio::spawn(settle_loop(host.clone(), admin_rx));
+        let ingress = tokio::spawn(ingress::serve(
+            self.ingress,
+            host.clone(),
+            ingress_rx,
+            grace,
+        ));
         shutdown.await;
+        // Not ready while the ingress drains (the admin listener still
+        // answers /readyz), then the admin listener stops too, within the
+        // same grace.
         host.ready.store(false, Ordering::SeqCst);
-        let _ = stop_tx.send(true);
+        let _ = stop_ingress.send(true);
         let _ = ingress.await;
-        let _ = admin.await;
+        let _ = stop_admin.send(true);
+        let admin_abort = admin.abort_handle();
+        if tokio::time::timeout(grace, admin).await.is_err() {
+            tracing::warn!("admin connections still open after the grace period were cut");
+            admin_abort.abort();
+        }
         let _ = settle.await;
         let mut d = host.deployer.lock().await;
         d.settle()?;

@@ -60,9 +60,17 @@ async fn http(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
+    // The host may answer (413) and close before the body is all sent: the
+    // answer is what counts.
+    let _ = s.write_all(body).await;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
+    let mut buf = vec![0_u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -290,14 +298,27 @@ async fn publish_deploy_serve_upgrade_under_load_rollback_and_restart() {
     assert_eq!((r.status, r.text().as_str()), (200, "hi"));
     assert_eq!(r.header("x-echoed-by"), Some("echo"));
     assert_eq!(r.header("content-type"), Some("text/plain"));
+    // Echo answers the request's headers too, `content-length` and
+    // `connection` among them: the host frames the response itself.
+    let lengths: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(lengths, ["2"]);
+    // Paths with dot segments are refused, not routed.
+    let r = http(host.ingress, "GET", "/echo/../hello", &[], b"").await;
+    assert_eq!(r.status, 400);
 
     // Upgrades and a rollback under a running load: no request fails.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
         let ingress = host.ingress;
+        let done = done.clone();
         tokio::spawn(async move {
             let (mut ok, mut failed) = (0, Vec::new());
-            let until = std::time::Instant::now() + Duration::from_secs(2);
-            while std::time::Instant::now() < until {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 let r = http(ingress, "POST", "/echo", &[], b"ping").await;
                 if r.status == 200 && r.body == b"ping" {
                     ok += 1;
@@ -325,6 +346,7 @@ async fn publish_deploy_serve_upgrade_under_load_rollback_and_restart() {
             &serde_json::json!({}),
         )
         .await);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
     let (served, failed) = load.await.unwrap();
     assert!(failed.is_empty(), "{failed:?}");
     assert!(served > 0);
@@ -500,16 +522,43 @@ async fn shutdown_lets_requests_in_flight_finish() {
             "/v1/deployments",
             &serde_json::json!({
                 "name": "slow", "version": "0.1.0", "route": "/slow",
-                "allow": ["system-call:config"], "config": {"delay-ms": "800"},
+                "allow": ["system-call:config"], "config": {"delay-ms": "1500"},
             }),
         )
         .await);
     let ingress = host.ingress;
-    let in_flight = tokio::spawn(async move { http(ingress, "GET", "/slow", &[], b"").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let in_flight = tokio::spawn(async move {
+        let t = std::time::Instant::now();
+        let r = http(ingress, "GET", "/slow", &[], b"").await;
+        (r, t.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = std::time::Instant::now();
     host.stop().await;
-    let r = in_flight.await.unwrap();
+    let (r, took) = in_flight.await.unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
-    // And nothing listens any more.
-    assert!(tokio::net::TcpStream::connect(ingress).await.is_err());
+    // It really was slow, and the stop waited for it.
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+    assert!(stopping.elapsed() >= Duration::from_millis(1000));
+}
+
+#[tokio::test]
+async fn a_token_file_others_can_read_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("st");
+    let dir = StateDir::open(&state).unwrap();
+    let token = state.join("admin.token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let config = ServeConfig::default()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .admin_listen("127.0.0.1:0".parse().unwrap());
+    let err = Server::bind(dir, RuntimeConfig::default(), config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("must be a regular file only its owner can read (mode 0600)"),
+        "{err}"
+    );
 }
