@@ -64,6 +64,17 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "AIRSSYS_HOST", value_name = "URL")]
     host: Option<String>,
 
+    /// How the host's log lines are written to stderr: text, or one JSON
+    /// object per line.
+    #[arg(
+        long,
+        global = true,
+        env = "AIRSSYS_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
     /// The operator's host-wide policy file: denials over every component
     /// and directories no grant may reach (see docs/security.md).
     #[arg(long, global = true, env = "AIRSSYS_POLICY", value_name = "FILE")]
@@ -128,7 +139,14 @@ fn main() -> ExitCode {
             });
         }
     };
-    init_logging();
+    // `serve` says what it does (ready, canaries settled); other commands
+    // only warn. RUST_LOG overrides both.
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -203,14 +221,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (with the span's fields).
+    Json,
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 fn default_state_dir() -> Option<PathBuf> {

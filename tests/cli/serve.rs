@@ -4,7 +4,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::process::Stdio;
 
-use airssys_wasm_test_guests::HELLO_HTTP;
+use airssys_wasm_test_guests::{ECHO, HELLO_HTTP};
 
 use crate::{Cli, assert_clean_error, stderr, stdout};
 
@@ -57,6 +57,8 @@ fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
             "127.0.0.1:0",
             "--state-dir",
             st.to_str().unwrap(),
+            "--log-format",
+            "json",
         ])
         .env_remove("AIRSSYS_HOST")
         .stdout(Stdio::piped())
@@ -124,6 +126,19 @@ fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
         get(&ingress, "/hello"),
         (200, "Hello from airssys-wasm! /hello\n".to_string())
     );
+    // A handler's own log line, in the request's span.
+    std::fs::copy(ECHO, work.path().join("echo.wasm")).unwrap();
+    ok(on_host(&[
+        "publish",
+        "echo.wasm",
+        "--name",
+        "echo",
+        "--version",
+        "0.1.0",
+        "--allow-unsigned",
+    ]));
+    ok(on_host(&["deploy", "echo@0.1.0", "--route", "/echo"]));
+    assert_eq!(get(&ingress, "/echo").0, 200);
     let (status, metrics) = get(&admin, "/metrics");
     assert_eq!(status, 200);
     assert!(
@@ -135,14 +150,20 @@ fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
     // The same commands, the same output, on the host.
     let status = ok(on_host(&["status", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(v[0]["spec"]["route"], "/hello");
-    assert_eq!(v[0]["state_usage"]["keys"], 0);
+    let hello = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "hello")
+        .unwrap();
+    assert_eq!(hello["spec"]["route"], "/hello");
+    assert_eq!(hello["state_usage"]["keys"], 0);
     let history = ok(on_host(&["history", "hello"]));
     assert!(
         history.contains("0.1.0      active   immediate"),
         "{history}"
     );
-    assert!(ok(on_host(&["audit", "verify"])).starts_with("audit trail intact: 2 record(s)"));
+    assert!(ok(on_host(&["audit", "verify"])).starts_with("audit trail intact: 4 record(s)"));
     // Errors from the host are one line, with what to do.
     let o = on_host(&["upgrade", "hello@0.2.0"]);
     assert_clean_error(&o, 3, "hello 0.2.0 is not published; publish it first");
@@ -185,4 +206,29 @@ fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "stopped\n");
+    // `--log-format json`: one object per line; the guest's line carries
+    // the request's component, version and deployment.
+    let mut logs = String::new();
+    host.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let guest = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "echoing 0 bytes")
+        .unwrap_or_else(|| panic!("no guest line in {logs}"));
+    assert_eq!(guest["fields"]["context"], "echo");
+    assert_eq!(guest["span"]["component"], "echo");
+    assert_eq!(guest["span"]["version"], "0.1.0");
+    assert_eq!(guest["span"]["deployment"], 2);
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "ready"),
+        "{logs}"
+    );
+    assert!(!logs.contains(token.trim()));
 }

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
+use tracing::Instrument as _;
 
 use crate::Host;
 
@@ -86,6 +87,31 @@ pub(crate) async fn handle(
     };
     let version = pick.active.deployment.version.clone();
     let component = pick.active.component.clone();
+    let span = tracing::info_span!(
+        "request",
+        component = %name,
+        version = %version,
+        deployment = pick.active.deployment.id,
+        canary = pick.is_canary(),
+    );
+    let (response, ok) = serve_picked(&name, &version, &component, request, message)
+        .instrument(span)
+        .await;
+    pick.finish(ok);
+    host.metrics
+        .request(&name, &version, response.status(), started.elapsed());
+    Ok(response)
+}
+
+/// Run the request on the version picked: the response, and whether the
+/// version did its part.
+async fn serve_picked(
+    name: &str,
+    version: &str,
+    component: &airssys_wasm_runtime::ComponentPre,
+    request: Option<Request<Incoming>>,
+    message: Option<Message>,
+) -> (Response<Body>, bool) {
     let (response, ok) = match (component.info().kind, request, message) {
         (WorldKind::HttpProxy, Some(request), _) => match component.handle_http(request).await {
             Ok(resp) => {
@@ -95,12 +121,14 @@ pub(crate) async fn handle(
                     ok,
                 )
             }
-            Err(e) => (runtime_error(&name, &version, &e), false),
+            Err(e) => (runtime_error(name, version, &e), false),
         },
         (WorldKind::Airssys, _, Some(message)) => match component.execute(message).await {
+            // The guest's log lines reach the host's log from the runtime,
+            // in this request's span.
             Ok(out) => (message_response(out.value), true),
             Err(e) => {
-                let resp = runtime_error(&name, &version, &e);
+                let resp = runtime_error(name, version, &e);
                 // A guest's own answer that the input was wrong is not the
                 // version failing.
                 let ok = matches!(
@@ -123,10 +151,8 @@ pub(crate) async fn handle(
             true,
         ),
     };
-    pick.finish(ok);
-    host.metrics
-        .request(&name, &version, response.status(), started.elapsed());
-    Ok(response)
+    tracing::debug!(status = response.status().as_u16(), "answered");
+    (response, ok)
 }
 
 /// Whether `path` is absolute and has no empty, `.` or `..` segment (a
