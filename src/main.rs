@@ -123,6 +123,8 @@ enum Command {
     Status(commands::deploy::StatusArgs),
     /// Run the host: HTTP ingress for deployed routes and the control API.
     Serve(commands::serve::Args),
+    /// Make, revoke or list named tokens of the control API.
+    Token(commands::token::Args),
     /// List or verify the audit trail of the state directory.
     Audit(commands::audit::Args),
 }
@@ -207,6 +209,7 @@ fn main() -> ExitCode {
             Command::Gc(args) => commands::deploy::gc(args, host),
             Command::Status(args) => commands::deploy::status(args, host).await,
             Command::Serve(args) => commands::serve::main(args, host).await,
+            Command::Token(args) => commands::token::main(args, host).await,
         }
     });
     match result {

@@ -11,6 +11,7 @@ pub(crate) mod publish;
 pub(crate) mod run;
 pub(crate) mod serve;
 pub(crate) mod signing;
+pub(crate) mod token;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

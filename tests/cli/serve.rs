@@ -164,6 +164,26 @@ fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
         "{history}"
     );
     assert!(ok(on_host(&["audit", "verify"])).starts_with("audit trail intact: 4 record(s)"));
+    let trail = ok(on_host(&["audit", "list", "--json"]));
+    assert!(
+        trail.lines().all(|l| l.contains(r#""actor":"admin""#)),
+        "{trail}"
+    );
+    // A named token, made through the host, shown once, then used.
+    let made = ok(on_host(&["token", "create", "ci", "--json"]));
+    let ci: serde_json::Value = serde_json::from_str(&made).unwrap();
+    let ci = ci["token"].as_str().unwrap().to_string();
+    let o = cli
+        .cmd(&["status"])
+        .env("AIRSSYS_HOST", format!("http://{admin}"))
+        .env("AIRSSYS_TOKEN", &ci)
+        .output()
+        .unwrap();
+    assert!(ok(o).contains("hello"));
+    assert_eq!(
+        ok(on_host(&["token", "list"])),
+        "ci                   in use\n"
+    );
     // Errors from the host are one line, with what to do.
     let o = on_host(&["upgrade", "hello@0.2.0"]);
     assert_clean_error(&o, 3, "hello 0.2.0 is not published; publish it first");

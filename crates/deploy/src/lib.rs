@@ -51,7 +51,7 @@ pub use deployer::{
     check_route, find_deployment,
 };
 pub use error::{Error, Result};
-pub use registry::{AuditHead, Collected, Provenance, Published, Registry};
+pub use registry::{AuditHead, Collected, Provenance, Published, Registry, TokenInfo};
 pub use router::{Canary, DecisionSignal, Pick, Route, Served};
 pub use state::SqliteState;
 pub use state_dir::StateDir;

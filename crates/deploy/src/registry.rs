@@ -68,7 +68,25 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX one_canary ON deployments(name) WHERE state = 'prepared' AND strategy = 'canary';",
     // 7: a canary's plan (JSON), so a restarted host resumes it as planned.
     "ALTER TABLE deployments ADD COLUMN plan TEXT;",
+    // 8: named tokens of the control API (their sha256 only).
+    "CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );",
 ];
+
+/// A named token of the control API, as listed (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenInfo {
+    /// Its name: the audit trail's actor is `token:NAME`.
+    pub name: String,
+    /// When it was made, milliseconds since 1970.
+    pub created_ms: i64,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<i64>,
+}
 
 /// What `gc` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -402,6 +420,97 @@ impl Registry {
         )?;
         tx.commit(head)?;
         Ok(true)
+    }
+
+    /// Make a named token for the control API: 32 random bytes, hex. Only
+    /// its sha256 is kept; the token is returned once. A name in use (even
+    /// revoked) is refused.
+    pub fn create_token(&mut self, name: &str, actor: &str) -> Result<String> {
+        check_name(name)?;
+        let mut raw = [0_u8; 32];
+        getrandom::fill(&mut raw)
+            .map_err(|e| Error::Invalid(format!("no randomness for a token: {e}")))?;
+        let token = hex::encode(raw);
+        let sha = hex::encode(Sha256::digest(token.as_bytes()));
+        let tx = self.begin()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO tokens (name, sha256, created_ms) VALUES (?1, ?2, ?3)",
+            params![name, sha, audit::now_ms()],
+        )?;
+        if n == 0 {
+            return Err(Error::Invalid(format!(
+                "a token named {name} exists already; revoke it and choose another name"
+            )));
+        }
+        let head = audit::append(
+            &tx,
+            actor,
+            "token-create",
+            &format!("token:{name}"),
+            &serde_json::json!({}),
+        )?;
+        tx.commit(head)?;
+        Ok(token)
+    }
+
+    /// Revoke the named token `name`.
+    pub fn revoke_token(&mut self, name: &str, actor: &str) -> Result<()> {
+        let tx = self.begin()?;
+        let n = tx.execute(
+            "UPDATE tokens SET revoked_ms = ?1 WHERE name = ?2 AND revoked_ms IS NULL",
+            params![audit::now_ms(), name],
+        )?;
+        if n == 0 {
+            return Err(Error::Invalid(format!(
+                "no token named {name} is in use (see `airssys-wasm token list`)"
+            )));
+        }
+        let head = audit::append(
+            &tx,
+            actor,
+            "token-revoke",
+            &format!("token:{name}"),
+            &serde_json::json!({}),
+        )?;
+        tx.commit(head)
+    }
+
+    /// Every named token, oldest first.
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, created_ms, revoked_ms FROM tokens ORDER BY created_ms, name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TokenInfo {
+                name: r.get(0)?,
+                created_ms: r.get(1)?,
+                revoked_ms: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The tokens in use: name and sha256 (hex).
+    pub fn token_digests(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, sha256 FROM tokens WHERE revoked_ms IS NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Record refused control-API requests: `count` since the last record,
+    /// the last one's `what`.
+    pub fn record_auth_failures(&mut self, count: u64, what: &str) -> Result<()> {
+        let tx = self.begin()?;
+        let head = audit::append(
+            &tx,
+            "anonymous",
+            "auth-failed",
+            "control-api",
+            &serde_json::json!({ "count": count, "last": what }),
+        )?;
+        tx.commit(head)
     }
 
     /// The trusted keys.

@@ -21,8 +21,12 @@ use crate::Host;
 
 type Shared = State<Arc<Host>>;
 
-/// The actor recorded in the audit trail for the control API.
-const ACTOR: &str = "api";
+/// Who made a control-API request: `admin` (the admin token) or
+/// `token:NAME`; the audit trail's actor.
+#[derive(Clone)]
+pub(crate) struct Actor(String);
+
+type By = axum::Extension<Actor>;
 
 /// A failed request: its status and what to fix.
 pub(crate) struct ApiError(StatusCode, String);
@@ -99,6 +103,8 @@ fn router(host: Arc<Host>) -> Router {
         .route("/v1/deployments/{name}/promote", post(promote))
         .route("/v1/deployments/{name}/abort", post(abort))
         .route("/v1/deployments/{name}/history", get(history))
+        .route("/v1/tokens", post(create_token).get(tokens))
+        .route("/v1/tokens/{name}", axum::routing::delete(revoke_token))
         .route("/v1/audit", get(audit))
         .route("/v1/audit/verify", get(verify))
         .layer(DefaultBodyLimit::max(1 << 20))
@@ -120,14 +126,56 @@ fn router(host: Arc<Host>) -> Router {
         .with_state(host)
 }
 
-async fn require_token(State(host): Shared, request: Request, next: Next) -> Response {
-    if host
+async fn require_token(State(host): Shared, mut request: Request, next: Next) -> Response {
+    if let Some(actor) = host
         .token
-        .accepts(request.headers().get(http::header::AUTHORIZATION))
+        .actor(request.headers().get(http::header::AUTHORIZATION))
     {
+        request.extensions_mut().insert(Actor(actor));
         return next.run(request).await;
     }
-    tracing::warn!(path = %request.uri().path(), "control API request without a valid token");
+    let path = request.uri().path().to_string();
+    // Failures are counted per minute: the first of each minute is written
+    // to the audit trail with how many came since the last record, and
+    // past 30 in a minute they are turned away.
+    let (record, limited) = {
+        let mut f = host
+            .auth_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if f.0
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60))
+        {
+            let since = f.1.saturating_sub(f.2) + 1;
+            *f = (Some(std::time::Instant::now()), 1, 1);
+            (Some(since), false)
+        } else {
+            f.1 += 1;
+            (None, f.1 > 30)
+        }
+    };
+    if let Some(count) = record {
+        tracing::warn!(path = %path, "control API request without a valid token");
+        let mut d = host.deployer.lock().await;
+        if let Err(e) = d
+            .registry()
+            .record_auth_failures(count, &format!("{} {path}", request.method()))
+        {
+            tracing::error!(error = %e, "recording a refused request");
+        }
+    }
+    if limited {
+        let mut r = ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests without a valid token; wait a minute".into(),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("60"),
+        );
+        return r;
+    }
     let mut r = ApiError(
         StatusCode::UNAUTHORIZED,
         format!(
@@ -181,6 +229,7 @@ struct PublishQuery {
 /// `airssys-wasm sign` writes) in the header `x-airssys-signature`.
 async fn publish(
     State(host): Shared,
+    axum::Extension(Actor(actor)): By,
     query: Result<Query<PublishQuery>, QueryRejection>,
     headers: http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -207,7 +256,7 @@ async fn publish(
     let mut d = host.deployer.lock().await;
     let p = d
         .registry()
-        .publish(&q.name, &q.version, &bytes, &provenance, ACTOR)?;
+        .publish(&q.name, &q.version, &bytes, &provenance, &actor)?;
     Ok(Json(json!(p)))
 }
 
@@ -270,7 +319,11 @@ struct DeployBody {
 
 /// `POST /v1/deployments`: deploy a published version (over an active
 /// one: an immediate upgrade).
-async fn deploy(State(host): Shared, body: Result<Json<DeployBody>, JsonRejection>) -> ApiResult {
+async fn deploy(
+    State(host): Shared,
+    axum::Extension(Actor(actor)): By,
+    body: Result<Json<DeployBody>, JsonRejection>,
+) -> ApiResult {
     let Json(b) = body?;
     let mut d = host.deployer.lock().await;
     let active = d.status()?.iter().any(|r| r.name == b.name);
@@ -283,12 +336,12 @@ async fn deploy(State(host): Shared, body: Result<Json<DeployBody>, JsonRejectio
             Strategy::Immediate,
             None,
             b.allow_breaking,
-            ACTOR,
+            &actor,
         )
         .await?
     } else {
         let spec = b.spec.spec(&b.name, &b.version);
-        d.deploy(spec, b.allow_breaking, ACTOR).await?
+        d.deploy(spec, b.allow_breaking, &actor).await?
     };
     host.refresh_routes(&mut d).await.map_err(internal)?;
     Ok(Json(shown(&record)))
@@ -349,6 +402,7 @@ struct UpgradeBody {
 /// `POST /v1/deployments/{name}/upgrade`.
 async fn upgrade(
     State(host): Shared,
+    axum::Extension(Actor(actor)): By,
     Path(name): Path<String>,
     body: Result<Json<UpgradeBody>, JsonRejection>,
 ) -> ApiResult {
@@ -375,7 +429,7 @@ async fn upgrade(
     let spec = (!b.spec.is_empty()).then(|| b.spec.spec(&name, &b.version));
     let mut d = host.deployer.lock().await;
     let record = d
-        .upgrade(&name, &b.version, strategy, spec, b.allow_breaking, ACTOR)
+        .upgrade(&name, &b.version, strategy, spec, b.allow_breaking, &actor)
         .await?;
     host.refresh_routes(&mut d).await.map_err(internal)?;
     Ok(Json(shown(&record)))
@@ -392,6 +446,7 @@ struct RollbackBody {
 /// body.
 async fn rollback(
     State(host): Shared,
+    axum::Extension(Actor(actor)): By,
     Path(name): Path<String>,
     body: Result<Json<RollbackBody>, JsonRejection>,
 ) -> ApiResult {
@@ -401,23 +456,31 @@ async fn rollback(
         Err(e) => return Err(e.into()),
     };
     let mut d = host.deployer.lock().await;
-    let done = d.rollback(&name, b.to.as_deref(), ACTOR).await?;
+    let done = d.rollback(&name, b.to.as_deref(), &actor).await?;
     host.refresh_routes(&mut d).await.map_err(internal)?;
     let mut v = json!(done);
     v["deployment"] = shown(&done.deployment);
     Ok(Json(v))
 }
 
-async fn promote(State(host): Shared, Path(name): Path<String>) -> ApiResult {
+async fn promote(
+    State(host): Shared,
+    axum::Extension(Actor(actor)): By,
+    Path(name): Path<String>,
+) -> ApiResult {
     let mut d = host.deployer.lock().await;
-    let record = d.promote(&name, ACTOR).await?;
+    let record = d.promote(&name, &actor).await?;
     host.refresh_routes(&mut d).await.map_err(internal)?;
     Ok(Json(shown(&record)))
 }
 
-async fn abort(State(host): Shared, Path(name): Path<String>) -> ApiResult {
+async fn abort(
+    State(host): Shared,
+    axum::Extension(Actor(actor)): By,
+    Path(name): Path<String>,
+) -> ApiResult {
     let mut d = host.deployer.lock().await;
-    let record = d.abort(&name, ACTOR)?;
+    let record = d.abort(&name, &actor)?;
     Ok(Json(shown(&record)))
 }
 
@@ -448,4 +511,53 @@ async fn verify(State(host): Shared) -> Result<Response, ApiError> {
         )
             .into_response(),
     })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    name: String,
+}
+
+/// Only the admin token manages tokens.
+fn admin_only(actor: &str) -> Result<(), ApiError> {
+    if actor == "admin" {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "only the admin token (STATE_DIR/admin.token) manages tokens".into(),
+        ))
+    }
+}
+
+/// `POST /v1/tokens` with `{"name": NAME}`: a new named token, shown once.
+async fn create_token(
+    State(host): Shared,
+    axum::Extension(Actor(actor)): By,
+    body: Result<Json<TokenBody>, JsonRejection>,
+) -> ApiResult {
+    admin_only(&actor)?;
+    let Json(b) = body?;
+    let mut d = host.deployer.lock().await;
+    let token = d.registry().create_token(&b.name, &actor)?;
+    host.token.set_named(d.registry_ref().token_digests()?);
+    Ok(Json(json!({ "name": b.name, "token": token })))
+}
+
+async fn tokens(State(host): Shared) -> ApiResult {
+    let d = host.deployer.lock().await;
+    Ok(Json(json!(d.registry_ref().tokens()?)))
+}
+
+async fn revoke_token(
+    State(host): Shared,
+    axum::Extension(Actor(actor)): By,
+    Path(name): Path<String>,
+) -> ApiResult {
+    admin_only(&actor)?;
+    let mut d = host.deployer.lock().await;
+    d.registry().revoke_token(&name, &actor)?;
+    host.token.set_named(d.registry_ref().token_digests()?);
+    Ok(Json(json!({ "name": name, "revoked": true })))
 }

@@ -11,10 +11,11 @@ use subtle::ConstantTimeEq as _;
 
 use crate::Error;
 
-/// The token's digest, and where the token is.
+/// The admin token's digest, where it is, and the named tokens' digests.
 pub(crate) struct Token {
     sha256: [u8; 32],
     path: PathBuf,
+    named: std::sync::RwLock<Vec<(String, [u8; 32])>>,
 }
 
 impl Token {
@@ -73,6 +74,7 @@ impl Token {
         Ok(Self {
             sha256: Sha256::digest(token.as_bytes()).into(),
             path: path.to_path_buf(),
+            named: std::sync::RwLock::default(),
         })
     }
 
@@ -81,15 +83,43 @@ impl Token {
         &self.path
     }
 
-    /// Whether an `Authorization` header carries the token.
-    pub(crate) fn accepts(&self, header: Option<&http::HeaderValue>) -> bool {
-        let Some(given) = header
+    /// The named tokens in use: name and sha256 (hex, from the registry).
+    pub(crate) fn set_named(&self, tokens: Vec<(String, String)>) {
+        let parsed = tokens
+            .into_iter()
+            .filter_map(|(name, hex)| {
+                let bytes: [u8; 32] = hex::decode(&hex).ok()?.try_into().ok()?;
+                Some((name, bytes))
+            })
+            .collect();
+        *self
+            .named
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = parsed;
+    }
+
+    /// Who an `Authorization` header's token is: `admin` for the admin
+    /// token, `token:NAME` for a named one, none for anything else. Every
+    /// digest is compared, in constant time.
+    pub(crate) fn actor(&self, header: Option<&http::HeaderValue>) -> Option<String> {
+        let given = header
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
+            .and_then(|h| h.strip_prefix("Bearer "))?;
         let digest: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
-        digest.ct_eq(&self.sha256).into()
+        let mut found = None;
+        if bool::from(digest.ct_eq(&self.sha256)) {
+            found = Some("admin".to_string());
+        }
+        for (name, sha) in self
+            .named
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            if bool::from(digest.ct_eq(sha)) {
+                found = Some(format!("token:{name}"));
+            }
+        }
+        found
     }
 }

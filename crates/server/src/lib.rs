@@ -145,6 +145,9 @@ pub(crate) struct Host {
     routes: std::sync::RwLock<Vec<(String, String, Route)>>,
     pub(crate) ready: AtomicBool,
     pub(crate) token: auth::Token,
+    /// Refused control-API requests: since when, how many, how many of
+    /// them are in the audit trail.
+    pub(crate) auth_failures: std::sync::Mutex<(Option<std::time::Instant>, u64, u64)>,
     pub(crate) config: ServeConfig,
     pub(crate) metrics: metrics::Metrics,
     /// Held for the life of the host: the state directory's lock.
@@ -216,6 +219,7 @@ impl Server {
     ) -> Result<Self, Error> {
         let token = auth::Token::load_or_create(&dir.path().join("admin.token"))?;
         let deployer = Deployer::open(&dir, runtime)?;
+        token.set_named(deployer.registry_ref().token_digests()?);
         let runtime = deployer.runtime().clone();
         let bind = |addr: SocketAddr| async move {
             tokio::net::TcpListener::bind(addr)
@@ -232,6 +236,7 @@ impl Server {
                 routes: std::sync::RwLock::default(),
                 ready: AtomicBool::new(false),
                 token,
+                auth_failures: std::sync::Mutex::new((None, 0, 0)),
                 config,
                 metrics: metrics::Metrics::new(),
                 _dir: dir,

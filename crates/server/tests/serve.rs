@@ -562,3 +562,117 @@ async fn a_token_file_others_can_read_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_tokens_say_who_did_it_and_refusals_are_audited_and_limited() {
+    let root = tempfile::tempdir().unwrap();
+    let host = Running::start(&root.path().join("st")).await;
+    let made = host
+        .api("POST", "/v1/tokens", &serde_json::json!({"name": "ci"}))
+        .await;
+    ok(&made);
+    let ci = made.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(ci.len(), 64);
+    let as_ci = |method: &'static str, path: &'static str, body: serde_json::Value| {
+        let (admin, auth) = (host.admin, format!("Bearer {ci}"));
+        async move {
+            http(
+                admin,
+                method,
+                path,
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body.to_string().as_bytes(),
+            )
+            .await
+        }
+    };
+    // The named token works, and the trail names it.
+    ok(&host.publish(ECHO, "echo", "0.1.0").await);
+    ok(&as_ci(
+        "POST",
+        "/v1/deployments",
+        serde_json::json!({"name": "echo", "version": "0.1.0"}),
+    )
+    .await);
+    let trail = host
+        .api("GET", "/v1/audit", &serde_json::json!({}))
+        .await
+        .json();
+    let last = trail.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["action"].as_str(), last["actor"].as_str()),
+        (Some("deploy"), Some("token:ci"))
+    );
+    // Only the admin token manages tokens.
+    let r = as_ci("POST", "/v1/tokens", serde_json::json!({"name": "more"})).await;
+    assert_eq!(r.status, 403);
+    let listed = host
+        .api("GET", "/v1/tokens", &serde_json::json!({}))
+        .await
+        .json();
+    assert_eq!(listed[0]["name"], "ci");
+    assert!(
+        !listed.to_string().contains(&ci),
+        "the token itself is never listed"
+    );
+    // Revoked: refused.
+    ok(&host
+        .api("DELETE", "/v1/tokens/ci", &serde_json::json!({}))
+        .await);
+    assert_eq!(
+        as_ci("GET", "/v1/deployments", serde_json::json!({}))
+            .await
+            .status,
+        401
+    );
+
+    // Refusals: the first of the minute is in the trail, and past 30 in a
+    // minute the host answers 429.
+    let mut statuses = Vec::new();
+    for _ in 0..35 {
+        let r = http(
+            host.admin,
+            "GET",
+            "/v1/deployments",
+            &[("authorization", "Bearer wrong")],
+            b"",
+        )
+        .await;
+        statuses.push(r.status);
+    }
+    // One refusal (the revoked token) came before these.
+    assert!(statuses[..29].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[29..].iter().all(|s| *s == 429), "{statuses:?}");
+    let trail = host
+        .api("GET", "/v1/audit", &serde_json::json!({}))
+        .await
+        .json();
+    let refused: Vec<&serde_json::Value> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "auth-failed")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["actor"], "anonymous");
+    assert!(
+        refused[0]["details"]
+            .as_str()
+            .unwrap()
+            .contains("GET /v1/deployments")
+    );
+    let actions: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"token-create") && actions.contains(&"token-revoke"),
+        "{actions:?}"
+    );
+    host.stop().await;
+}
