@@ -70,21 +70,18 @@ impl From<BytesRejection> for ApiError {
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
+/// Connections the admin listener keeps open at most.
+const ADMIN_CONNECTIONS: usize = 64;
+
 /// Serve the admin listener until `stop` changes.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     host: Arc<Host>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let app = router(host);
-    let r = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        })
-        .await;
-    if let Err(e) = r {
-        tracing::error!(error = %e, "the admin listener failed");
-    }
+    let grace = host.config.grace;
+    let service = hyper_util::service::TowerToHyperService::new(router(host));
+    crate::listen::listen(listener, service, ADMIN_CONNECTIONS, stop, grace).await;
 }
 
 fn router(host: Arc<Host>) -> Router {

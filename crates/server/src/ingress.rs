@@ -326,67 +326,16 @@ pub(crate) fn matches(route: &str, path: &str) -> bool {
         || (path.starts_with(route) && path.as_bytes().get(route.len()) == Some(&b'/'))
 }
 
-/// Accept connections on `listener` until `stop` resolves, then let the
-/// requests in flight finish (at most `grace`).
+/// Serve the ingress on `listener` until `stop` changes.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     host: Arc<Host>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
     grace: std::time::Duration,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let open = Arc::new(tokio::sync::Semaphore::new(host.config.max_connections));
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors, say: wait a moment rather
-                        // than spin.
-                        tracing::warn!(error = %e, "accepting a connection");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let Ok(permit) = open.clone().try_acquire_owned() else {
-                    // Over the connection cap: closed at once.
-                    drop(stream);
-                    continue;
-                };
-                let host = host.clone();
-                let service = hyper::service::service_fn(move |req| handle(host.clone(), req));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(10))
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                connections.spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended");
-                    }
-                });
-                // Forget the connections that ended.
-                while connections.try_join_next().is_some() {}
-            }
-            _ = stop.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace = ?grace,
-            "requests still in flight after the grace period were cut"
-        );
-    }
-    connections.abort_all();
-    while connections.join_next().await.is_some() {}
+    let max = host.config.max_connections;
+    let service = hyper::service::service_fn(move |req| handle(host.clone(), req));
+    crate::listen::listen(listener, service, max, stop, grace).await;
 }
 
 /// Where each route goes: longest route first.

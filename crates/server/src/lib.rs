@@ -29,6 +29,7 @@
 mod admin;
 mod auth;
 mod ingress;
+mod listen;
 mod metrics;
 
 use std::net::SocketAddr;
