@@ -292,12 +292,9 @@ impl Server {
         host.ready.store(false, Ordering::SeqCst);
         let _ = stop_ingress.send(true);
         let _ = ingress.await;
+        // The listener loop cuts what is still open after the grace period.
         let _ = stop_admin.send(true);
-        let admin_abort = admin.abort_handle();
-        if tokio::time::timeout(grace, admin).await.is_err() {
-            tracing::warn!("admin connections still open after the grace period were cut");
-            admin_abort.abort();
-        }
+        let _ = admin.await;
         let _ = settle.await;
         let mut d = host.deployer.lock().await;
         d.settle()?;

@@ -9,8 +9,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-/// Any error a service or a body may end with.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::ingress::BoxError;
 
 /// Serve `listener` with `service` until `stop` changes.
 pub(crate) async fn listen<S, B>(
