@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 pub const ENCODING_VERSION: u16 = 1;
 
 /// One record of the trail.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// Its place in the chain, from 1.
@@ -49,6 +50,7 @@ pub struct AuditRecord {
 }
 
 /// What a successful verification saw.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Verified {
     /// How many records chain correctly.

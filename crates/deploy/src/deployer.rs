@@ -87,6 +87,7 @@ impl std::str::FromStr for Strategy {
 }
 
 /// What to deploy: a published version, with what the operator grants.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct DeploySpec {
@@ -98,7 +99,8 @@ pub struct DeploySpec {
     pub allow: Vec<String>,
     /// Capabilities denied (string form).
     pub deny: Vec<String>,
-    /// Configuration pairs.
+    /// Configuration pairs, each `[key, value]`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub config: Vec<(String, String)>,
     /// Memory limit in bytes, if set.
     pub memory: Option<u64>,
@@ -157,6 +159,7 @@ impl DeploySpec {
 }
 
 /// One deployment, as recorded.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Deployment {
@@ -222,6 +225,7 @@ fn state_namespace(name: &str, generation: i64) -> String {
 /// What a rollback did: the deployment active again, and the state writes
 /// it left behind (on the generation it left, which stays in the store: a
 /// rollback to that deployment finds them again).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Rollback {
@@ -238,6 +242,7 @@ pub struct Rollback {
 }
 
 /// The state a component keeps: keys and bytes of its generation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateUsage {
     /// Keys, every bucket together.

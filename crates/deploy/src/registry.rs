@@ -78,6 +78,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// A named token of the control API, as listed (never the token itself).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenInfo {
     /// Its name: the audit trail's actor is `token:NAME`.
@@ -135,6 +136,7 @@ impl Provenance {
 }
 
 /// A published version.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Published {
     /// The component's name.

@@ -28,6 +28,7 @@ use crate::deployer::{Active, Deployment};
 use crate::error::{Error, Result};
 
 /// How a canary moves: its steps and the thresholds it must stay within.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -39,16 +40,19 @@ pub struct Canary {
     /// is passed. Default: 100.
     pub step_calls: u64,
     /// Time after which a step that stayed within the thresholds is passed
-    /// (if it has seen `min_calls`). Default: 60 s.
+    /// (if it has seen `min_calls`); milliseconds in JSON. Default: 60 s.
     #[serde(with = "millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64, default = 60000))]
     pub step_time: Duration,
     /// Canary calls a step must see before it is judged. Default: 20.
     pub min_calls: u64,
     /// Highest share of failed canary calls (0 to 1) in a step. Default:
     /// 0.05.
     pub max_error_rate: f64,
-    /// Highest p99 latency of the canary's calls in a step. Default: none.
+    /// Highest p99 latency of the canary's calls in a step; milliseconds
+    /// in JSON. Default: none.
     #[serde(with = "opt_millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub max_p99: Option<Duration>,
 }
 

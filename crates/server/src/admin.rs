@@ -3,19 +3,24 @@
 //! object `{"error": "..."}` that says what to fix.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
-use airssys_wasm_deploy::{Canary, DeploySpec, Deployment, Provenance, Strategy};
+use airssys_wasm_deploy::{
+    AuditRecord, Canary, DeploySpec, Deployment, Provenance, Published, Rollback, StateUsage,
+    Strategy, TokenInfo,
+};
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http::StatusCode;
-use serde_json::{Value, json};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::Host;
 
@@ -31,9 +36,16 @@ type By = axum::Extension<Actor>;
 /// A failed request: its status and what to fix.
 pub(crate) struct ApiError(StatusCode, String);
 
+/// The body of every refused or failed request.
+#[derive(serde::Serialize, ToSchema)]
+struct ErrorBody {
+    /// What went wrong and what to fix.
+    error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
@@ -68,7 +80,7 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// Connections the admin listener keeps open at most.
 const ADMIN_CONNECTIONS: usize = 64;
@@ -84,36 +96,89 @@ pub(crate) async fn serve(
     crate::listen::listen(listener, service, ADMIN_CONNECTIONS, stop, grace).await;
 }
 
-fn router(host: Arc<Host>) -> Router {
-    let component_limit = host.config.max_component_size;
-    let api = Router::new()
-        .route(
-            "/v1/components",
-            post(publish)
-                .layer(DefaultBodyLimit::max(component_limit))
-                .get(components),
-        )
-        .route("/v1/deployments", post(deploy).get(deployments))
-        .route("/v1/deployments/{name}", get(deployment))
-        .route("/v1/deployments/{name}/upgrade", post(upgrade))
-        .route("/v1/deployments/{name}/rollback", post(rollback))
-        .route("/v1/deployments/{name}/promote", post(promote))
-        .route("/v1/deployments/{name}/abort", post(abort))
-        .route("/v1/deployments/{name}/history", get(history))
-        .route("/v1/tokens", post(create_token).get(tokens))
-        .route("/v1/tokens/{name}", axum::routing::delete(revoke_token))
-        .route("/v1/audit", get(audit))
-        .route("/v1/audit/verify", get(verify))
+/// The control API's OpenAPI document (also served at
+/// `/v1/openapi.json`, and committed as `docs/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = api(0).split_for_parts().1;
+    doc.merge(open().split_for_parts().1);
+    doc
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "airssys-wasm control API",
+        description = "Publish, deploy, upgrade, promote, abort and roll back WebAssembly \
+                       components on a running `airssys-wasm serve`, and read its audit trail. \
+                       Every `/v1` path needs `Authorization: Bearer TOKEN` (the admin token is in \
+                       `STATE_DIR/admin.token`; named tokens come from `POST /v1/tokens`). Every \
+                       error is a JSON object `{\"error\": \"...\"}` that says what to fix."
+    ),
+    modifiers(&Bearer),
+    tags(
+        (name = "components", description = "Published versions: immutable, content-addressed"),
+        (name = "deployments", description = "What runs, on which route, and its history"),
+        (name = "audit", description = "The hash-chained audit trail"),
+        (name = "tokens", description = "Named tokens of the control API"),
+        (name = "host", description = "Health, readiness and metrics: no token needed"),
+    )
+)]
+struct ApiDoc;
+
+/// The `bearer` security scheme, required by every `/v1` path.
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The `/v1` routes with their document; components up to
+/// `component_limit` bytes, JSON bodies up to 1 MiB.
+fn api(component_limit: usize) -> OpenApiRouter<Arc<Host>> {
+    let (schemas, paths, publish_or_list) = routes!(publish, components);
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes((
+            schemas,
+            paths,
+            publish_or_list.layer(DefaultBodyLimit::max(component_limit)),
+        ))
+        .routes(routes!(deploy, deployments))
+        .routes(routes!(deployment))
+        .routes(routes!(upgrade))
+        .routes(routes!(rollback))
+        .routes(routes!(promote))
+        .routes(routes!(abort))
+        .routes(routes!(history))
+        .routes(routes!(create_token, tokens))
+        .routes(routes!(revoke_token))
+        .routes(routes!(audit))
+        .routes(routes!(verify))
+        .routes(routes!(openapi_json))
         .layer(DefaultBodyLimit::max(1 << 20))
-        .route_layer(axum::middleware::from_fn_with_state(
-            host.clone(),
-            require_token,
-        ));
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .merge(api)
+}
+
+/// The paths open without a token.
+fn open() -> OpenApiRouter<Arc<Host>> {
+    OpenApiRouter::default()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+fn router(host: Arc<Host>) -> Router {
+    let (api, _) = api(host.config.max_component_size).split_for_parts();
+    let api = api.route_layer(axum::middleware::from_fn_with_state(
+        host.clone(),
+        require_token,
+    ));
+    let (open, _) = open().split_for_parts();
+    open.merge(api)
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -121,6 +186,15 @@ fn router(host: Arc<Host>) -> Router {
             )
         })
         .with_state(host)
+}
+
+/// The document, built once.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "host",
+    security(("bearer" = [])),
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json")))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    Json(DOC.get_or_init(openapi).clone())
 }
 
 async fn require_token(State(host): Shared, mut request: Request, next: Next) -> Response {
@@ -188,6 +262,19 @@ async fn require_token(State(host): Shared, mut request: Request, next: Next) ->
     r
 }
 
+/// Whether the host runs (always `ok` when it answers).
+#[utoipa::path(get, path = "/healthz", tag = "host", security(()),
+    responses((status = 200, description = "The host runs", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Whether the restored deployments serve.
+#[utoipa::path(get, path = "/readyz", tag = "host", security(()),
+    responses(
+        (status = 200, description = "Every restored deployment serves", body = String, content_type = "text/plain"),
+        (status = 503, description = "Still restoring", body = String, content_type = "text/plain"),
+    ))]
 async fn readyz(State(host): Shared) -> (StatusCode, &'static str) {
     if host.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n")
@@ -196,6 +283,11 @@ async fn readyz(State(host): Shared) -> (StatusCode, &'static str) {
     }
 }
 
+/// Calls, errors and latency per component and version, compilations,
+/// deployments and more, in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "host", security(()),
+    responses((status = 200, description = "The metrics", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(host): Shared) -> Response {
     let (stats, active) = (host.runtime.stats(), host.active.load(Ordering::SeqCst));
     (
@@ -208,29 +300,51 @@ async fn metrics(State(host): Shared) -> Response {
         .into_response()
 }
 
-fn shown(d: &Deployment) -> Value {
-    json!(d.redacted())
+fn shown(d: &Deployment) -> Deployment {
+    d.redacted()
 }
 
-#[derive(serde::Deserialize)]
+/// The version published.
+#[derive(serde::Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PublishQuery {
+    /// The component's name.
     name: String,
+    /// Its version (semver), which must be the component's own if it
+    /// declares one.
     version: String,
+    /// Publish without a signature (development).
     #[serde(default)]
     allow_unsigned: bool,
 }
 
-/// `POST /v1/components?name=N&version=V[&allow_unsigned=true]`, the
-/// component's bytes as the body; a detached signature (the JSON that
-/// `airssys-wasm sign` writes) in the header `x-airssys-signature`.
+/// Publish a component: its bytes as the body, a detached signature (the
+/// JSON that `airssys-wasm sign` writes) in the header
+/// `x-airssys-signature`. Publishing the same bytes again is a no-op;
+/// other bytes under a published version are refused.
+#[utoipa::path(post, path = "/v1/components", tag = "components",
+    security(("bearer" = [])),
+    params(
+        PublishQuery,
+        ("x-airssys-signature" = Option<String>, Header, description = "A detached signature, as JSON"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/wasm",
+        description = "The component's bytes, up to `--max-component-size`"),
+    responses(
+        (status = 200, description = "Published (or already there)", body = Published),
+        (status = 400, description = "A bad query or signature", body = ErrorBody),
+        (status = 409, description = "The version is published with other bytes", body = ErrorBody),
+        (status = 413, description = "Larger than `--max-component-size`", body = ErrorBody),
+        (status = 422, description = "Not a valid component", body = ErrorBody),
+    ))]
 async fn publish(
     State(host): Shared,
     axum::Extension(Actor(actor)): By,
     query: Result<Query<PublishQuery>, QueryRejection>,
     headers: http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> ApiResult<Published> {
     let Query(q) = query?;
     let bytes = body?;
     let signature = match headers.get("x-airssys-signature") {
@@ -254,29 +368,38 @@ async fn publish(
     let p = d
         .registry()
         .publish(&q.name, &q.version, &bytes, &provenance, &actor)?;
-    Ok(Json(json!(p)))
+    Ok(Json(p))
 }
 
-async fn components(State(host): Shared) -> ApiResult {
+/// The published versions, newest first per component.
+#[utoipa::path(get, path = "/v1/components", tag = "components",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every published version", body = Vec<Published>)))]
+async fn components(State(host): Shared) -> ApiResult<Vec<Published>> {
     let d = host.deployer.lock().await;
-    let list = d.registry_ref().versions(None)?;
-    Ok(Json(json!(list)))
+    Ok(Json(d.registry_ref().versions(None)?))
 }
 
 /// What a deployment is made with.
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SpecBody {
+    /// The HTTP path prefix the ingress serves it on (`/hello`).
     #[serde(default)]
     route: Option<String>,
+    /// Capabilities granted, in their string form (`fs:read:/data`).
     #[serde(default)]
     allow: Vec<String>,
+    /// Capabilities denied, in their string form.
     #[serde(default)]
     deny: Vec<String>,
+    /// Configuration the component reads.
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// Memory limit in bytes.
     #[serde(default)]
     memory: Option<u64>,
+    /// Time limit of a call in milliseconds.
     #[serde(default)]
     timeout_ms: Option<u64>,
 }
@@ -303,24 +426,38 @@ impl SpecBody {
     }
 }
 
-#[derive(serde::Deserialize)]
+/// A deployment to make.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeployBody {
+    /// The component.
     name: String,
+    /// Its published version.
     version: String,
+    /// Deploy over an active version even if the contract breaks.
     #[serde(default)]
     allow_breaking: bool,
     #[serde(flatten)]
     spec: SpecBody,
 }
 
-/// `POST /v1/deployments`: deploy a published version (over an active
-/// one: an immediate upgrade).
+/// Deploy a published version. Over an active one it is an immediate
+/// upgrade (keeping its grants, limits, configuration and route when the
+/// body gives none).
+#[utoipa::path(post, path = "/v1/deployments", tag = "deployments",
+    security(("bearer" = [])),
+    request_body = DeployBody,
+    responses(
+        (status = 200, description = "The deployment, active", body = Deployment),
+        (status = 400, description = "Invalid: what to fix is in the message", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Unknown field or wrong type", body = ErrorBody),
+    ))]
 async fn deploy(
     State(host): Shared,
     axum::Extension(Actor(actor)): By,
     body: Result<Json<DeployBody>, JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<Deployment> {
     let Json(b) = body?;
     let mut d = host.deployer.lock().await;
     let active = d.status()?.iter().any(|r| r.name == b.name);
@@ -348,28 +485,49 @@ fn internal(e: crate::Error) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// An active deployment as `status` shows it: with its state's usage and
-/// its canary in progress.
-fn status_row(d: &airssys_wasm_deploy::Deployer, active: &Deployment) -> Result<Value, ApiError> {
-    let usage = d.state_usage(active)?;
-    let canary = d.canary_record(&active.name)?.map(|c| c.redacted());
-    let mut v = shown(active);
-    v["state_usage"] = json!(usage);
-    v["canary"] = json!(canary);
-    Ok(v)
+/// An active deployment as `status` shows it.
+#[derive(serde::Serialize, ToSchema)]
+struct Status {
+    #[serde(flatten)]
+    deployment: Deployment,
+    /// The keys and bytes its state holds.
+    state_usage: StateUsage,
+    /// Its canary in progress, if any.
+    canary: Option<Deployment>,
 }
 
-async fn deployments(State(host): Shared) -> ApiResult {
+/// An active deployment with its state's usage and its canary in progress.
+fn status_row(d: &airssys_wasm_deploy::Deployer, active: &Deployment) -> Result<Status, ApiError> {
+    Ok(Status {
+        deployment: shown(active),
+        state_usage: d.state_usage(active)?,
+        canary: d.canary_record(&active.name)?.map(|c| c.redacted()),
+    })
+}
+
+/// The active deployments.
+#[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Each active deployment", body = Vec<Status>)))]
+async fn deployments(State(host): Shared) -> ApiResult<Vec<Status>> {
     let d = host.deployer.lock().await;
     let list = d
         .status()?
         .iter()
         .map(|a| status_row(&d, a))
-        .collect::<Result<Vec<Value>, ApiError>>()?;
-    Ok(Json(json!(list)))
+        .collect::<Result<Vec<Status>, ApiError>>()?;
+    Ok(Json(list))
 }
 
-async fn deployment(State(host): Shared, Path(name): Path<String>) -> ApiResult {
+/// One component's active deployment.
+#[utoipa::path(get, path = "/v1/deployments/{name}", tag = "deployments",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The component")),
+    responses(
+        (status = 200, description = "Its active deployment", body = Status),
+        (status = 404, description = "No active deployment", body = ErrorBody),
+    ))]
+async fn deployment(State(host): Shared, Path(name): Path<String>) -> ApiResult<Status> {
     let d = host.deployer.lock().await;
     let Some(active) = d.status()?.into_iter().find(|r| r.name == name) else {
         return Err(ApiError(
@@ -380,9 +538,11 @@ async fn deployment(State(host): Shared, Path(name): Path<String>) -> ApiResult 
     Ok(Json(status_row(&d, &active)?))
 }
 
-#[derive(serde::Deserialize)]
+/// An upgrade to make.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpgradeBody {
+    /// The published version to upgrade to.
     version: String,
     /// `immediate` (default), `blue-green` or `canary`.
     #[serde(default)]
@@ -390,19 +550,33 @@ struct UpgradeBody {
     /// The canary's plan (with `strategy: canary`; default plan otherwise).
     #[serde(default)]
     canary: Option<Canary>,
+    /// Upgrade even if the contract breaks.
     #[serde(default)]
     allow_breaking: bool,
     #[serde(flatten)]
     spec: SpecBody,
 }
 
-/// `POST /v1/deployments/{name}/upgrade`.
+/// Upgrade a component with a strategy: `immediate` switches at once,
+/// `blue-green` after the new version's health check (the old one kept
+/// ready), `canary` in steps judged on errors and latency. Without a spec
+/// in the body the active grants, limits, configuration and route are
+/// kept.
+#[utoipa::path(post, path = "/v1/deployments/{name}/upgrade", tag = "deployments",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The component")),
+    request_body = UpgradeBody,
+    responses(
+        (status = 200, description = "The new deployment (a canary in progress is `prepared`)", body = Deployment),
+        (status = 400, description = "Invalid: what to fix is in the message", body = ErrorBody),
+        (status = 422, description = "Unknown field or wrong type", body = ErrorBody),
+    ))]
 async fn upgrade(
     State(host): Shared,
     axum::Extension(Actor(actor)): By,
     Path(name): Path<String>,
     body: Result<Json<UpgradeBody>, JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<Deployment> {
     let Json(b) = body?;
     let mut strategy: Strategy = b
         .strategy
@@ -432,88 +606,180 @@ async fn upgrade(
     Ok(Json(shown(&record)))
 }
 
-#[derive(serde::Deserialize, Default)]
+/// Where to roll back to.
+#[derive(serde::Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
+    /// A version or a deployment id; the previous deployment when absent.
     #[serde(default)]
     to: Option<String>,
 }
 
-/// `POST /v1/deployments/{name}/rollback` with `{"to": VERSION|ID}` or no
-/// body.
+/// Roll back to the previous deployment, or to the one named: the body
+/// is optional.
+#[utoipa::path(post, path = "/v1/deployments/{name}/rollback", tag = "deployments",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The component")),
+    request_body(content = Option<RollbackBody>, description = "Optional"),
+    responses(
+        (status = 200, description = "The deployment active again, and the state writes left behind", body = Rollback),
+        (status = 400, description = "Nothing to roll back to", body = ErrorBody),
+    ))]
 async fn rollback(
     State(host): Shared,
     axum::Extension(Actor(actor)): By,
     Path(name): Path<String>,
     body: Result<Json<RollbackBody>, JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<Rollback> {
     let b = match body {
         Ok(Json(b)) => b,
         Err(JsonRejection::MissingJsonContentType(_)) => RollbackBody::default(),
         Err(e) => return Err(e.into()),
     };
     let mut d = host.deployer.lock().await;
-    let done = d.rollback(&name, b.to.as_deref(), &actor).await?;
+    let mut done = d.rollback(&name, b.to.as_deref(), &actor).await?;
     host.refresh_routes(&mut d).await.map_err(internal)?;
-    let mut v = json!(done);
-    v["deployment"] = shown(&done.deployment);
-    Ok(Json(v))
+    done.deployment = shown(&done.deployment);
+    Ok(Json(done))
 }
 
+/// Promote the component's canary now.
+#[utoipa::path(post, path = "/v1/deployments/{name}/promote", tag = "deployments",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The component")),
+    responses(
+        (status = 200, description = "The canary, now active", body = Deployment),
+        (status = 400, description = "No canary in progress", body = ErrorBody),
+    ))]
 async fn promote(
     State(host): Shared,
     axum::Extension(Actor(actor)): By,
     Path(name): Path<String>,
-) -> ApiResult {
+) -> ApiResult<Deployment> {
     let mut d = host.deployer.lock().await;
     let record = d.promote(&name, &actor).await?;
     host.refresh_routes(&mut d).await.map_err(internal)?;
     Ok(Json(shown(&record)))
 }
 
+/// Abort the component's canary: every call goes to the active version.
+#[utoipa::path(post, path = "/v1/deployments/{name}/abort", tag = "deployments",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The component")),
+    responses(
+        (status = 200, description = "The canary, now failed", body = Deployment),
+        (status = 400, description = "No canary in progress", body = ErrorBody),
+    ))]
 async fn abort(
     State(host): Shared,
     axum::Extension(Actor(actor)): By,
     Path(name): Path<String>,
-) -> ApiResult {
+) -> ApiResult<Deployment> {
     let mut d = host.deployer.lock().await;
     let record = d.abort(&name, &actor)?;
     Ok(Json(shown(&record)))
 }
 
-async fn history(State(host): Shared, Path(name): Path<String>) -> ApiResult {
+/// Every deployment of a component, newest first.
+#[utoipa::path(get, path = "/v1/deployments/{name}/history", tag = "deployments",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The component")),
+    responses(
+        (status = 200, description = "Its deployments", body = Vec<Deployment>),
+        (status = 404, description = "Never deployed here", body = ErrorBody),
+    ))]
+async fn history(State(host): Shared, Path(name): Path<String>) -> ApiResult<Vec<Deployment>> {
     let d = host.deployer.lock().await;
-    let list: Vec<Value> = d.history(&name)?.iter().map(shown).collect();
+    let list: Vec<Deployment> = d.history(&name)?.iter().map(shown).collect();
     if list.is_empty() {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("{name} was never deployed here"),
         ));
     }
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
-async fn audit(State(host): Shared) -> ApiResult {
+/// The audit trail, oldest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every record", body = Vec<AuditRecord>)))]
+async fn audit(State(host): Shared) -> ApiResult<Vec<AuditRecord>> {
     let d = host.deployer.lock().await;
-    Ok(Json(json!(d.registry_ref().audit()?)))
+    Ok(Json(d.registry_ref().audit()?))
 }
 
-async fn verify(State(host): Shared) -> Result<Response, ApiError> {
+/// What a verification of the audit trail found.
+#[derive(serde::Serialize, ToSchema)]
+struct Verification {
+    /// Whether the chain is whole.
+    ok: bool,
+    /// How many records chain correctly (when whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<i64>,
+    /// The head's hash, hex (when whole; empty for an empty trail).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    head: Option<String>,
+    /// Where the chain breaks (when not whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Verify the audit trail's hash chain and its head.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The chain is whole", body = Verification),
+        (status = 409, description = "The chain is broken: where", body = Verification),
+    ))]
+async fn verify(State(host): Shared) -> Result<(StatusCode, Json<Verification>), ApiError> {
     let d = host.deployer.lock().await;
     Ok(match d.registry_ref().verify_audit() {
-        Ok(v) => Json(json!({ "ok": true, "records": v.records, "head": v.head })).into_response(),
+        Ok(v) => (
+            StatusCode::OK,
+            Json(Verification {
+                ok: true,
+                records: Some(v.records),
+                head: Some(v.head),
+                error: None,
+            }),
+        ),
         Err(e) => (
             StatusCode::CONFLICT,
-            Json(json!({ "ok": false, "error": e.to_string() })),
-        )
-            .into_response(),
+            Json(Verification {
+                ok: false,
+                records: None,
+                head: None,
+                error: Some(e.to_string()),
+            }),
+        ),
     })
 }
 
-#[derive(serde::Deserialize)]
+/// A token to make.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenBody {
+    /// Its name: the audit trail's actor is `token:NAME`.
     name: String,
+}
+
+/// A token made: shown this once.
+#[derive(serde::Serialize, ToSchema)]
+struct NewToken {
+    /// Its name.
+    name: String,
+    /// The token, for `Authorization: Bearer TOKEN`.
+    token: String,
+}
+
+/// A token revoked.
+#[derive(serde::Serialize, ToSchema)]
+struct Revoked {
+    /// Its name.
+    name: String,
+    /// Always true.
+    revoked: bool,
 }
 
 /// Only the admin token manages tokens.
@@ -528,33 +794,60 @@ fn admin_only(actor: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /v1/tokens` with `{"name": NAME}`: a new named token, shown once.
+/// Make a named token, shown once (admin token only).
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens",
+    security(("bearer" = [])),
+    request_body = TokenBody,
+    responses(
+        (status = 200, description = "The token", body = NewToken),
+        (status = 400, description = "A bad or taken name", body = ErrorBody),
+        (status = 403, description = "Not the admin token", body = ErrorBody),
+    ))]
 async fn create_token(
     State(host): Shared,
     axum::Extension(Actor(actor)): By,
     body: Result<Json<TokenBody>, JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<NewToken> {
     admin_only(&actor)?;
     let Json(b) = body?;
     let mut d = host.deployer.lock().await;
     let token = d.registry().create_token(&b.name, &actor)?;
     host.token.set_named(d.registry_ref().token_digests()?);
-    Ok(Json(json!({ "name": b.name, "token": token })))
+    Ok(Json(NewToken {
+        name: b.name,
+        token,
+    }))
 }
 
-async fn tokens(State(host): Shared) -> ApiResult {
+/// The named tokens (never the tokens themselves).
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Each named token", body = Vec<TokenInfo>)))]
+async fn tokens(State(host): Shared) -> ApiResult<Vec<TokenInfo>> {
     let d = host.deployer.lock().await;
-    Ok(Json(json!(d.registry_ref().tokens()?)))
+    Ok(Json(d.registry_ref().tokens()?))
 }
 
+/// Revoke a named token (admin token only).
+#[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The token's name")),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 400, description = "No such token", body = ErrorBody),
+        (status = 403, description = "Not the admin token", body = ErrorBody),
+    ))]
 async fn revoke_token(
     State(host): Shared,
     axum::Extension(Actor(actor)): By,
     Path(name): Path<String>,
-) -> ApiResult {
+) -> ApiResult<Revoked> {
     admin_only(&actor)?;
     let mut d = host.deployer.lock().await;
     d.registry().revoke_token(&name, &actor)?;
     host.token.set_named(d.registry_ref().token_digests()?);
-    Ok(Json(json!({ "name": name, "revoked": true })))
+    Ok(Json(Revoked {
+        name,
+        revoked: true,
+    }))
 }

@@ -32,6 +32,8 @@ mod ingress;
 mod listen;
 mod metrics;
 
+pub use admin::openapi;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

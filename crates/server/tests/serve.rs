@@ -693,3 +693,59 @@ async fn a_stalled_admin_client_does_not_hold_the_shutdown() {
     // Cut after the grace period (5 s here), not left hanging.
     assert!(t.elapsed() < Duration::from_secs(9), "{:?}", t.elapsed());
 }
+
+/// The committed `docs/openapi.json` is what the code generates, the host
+/// serves it, and every operation it lists is routed: behind the token
+/// for `/v1`, open for the rest. To refresh the file:
+/// `AIRSSYS_BLESS=1 cargo test -p airssys-wasm-server --test serve openapi`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_committed_served_and_routed() {
+    let generated = airssys_wasm_server::openapi();
+    let text = format!("{}\n", serde_json::to_string_pretty(&generated).unwrap());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    if std::env::var_os("AIRSSYS_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "docs/openapi.json differs from the code's document; run \
+         AIRSSYS_BLESS=1 cargo test -p airssys-wasm-server --test serve openapi"
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    let host = Running::start(&root.path().join("st")).await;
+    let served = host
+        .api("GET", "/v1/openapi.json", &serde_json::json!(null))
+        .await;
+    ok(&served);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(served.json(), doc);
+
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 16, "{:?}", paths.keys());
+    for (template, operations) in paths {
+        let concrete = template.replace("{name}", "echo");
+        for method in operations.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let r = http(host.admin, &method, &concrete, &[], b"").await;
+            if template.starts_with("/v1/") {
+                assert_eq!(r.status, 401, "{method} {concrete}: {}", r.text());
+                assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+            } else {
+                assert!(
+                    r.status == 200 || r.status == 503,
+                    "{method} {concrete}: {} {}",
+                    r.status,
+                    r.text()
+                );
+            }
+        }
+    }
+    // A path the document does not list is not routed.
+    let r = host
+        .api("GET", "/v1/nothing", &serde_json::json!(null))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    host.stop().await;
+}
