@@ -35,6 +35,11 @@ pub(crate) struct Args {
     /// Largest component the control API accepts.
     #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = parse_size)]
     max_component_size: u64,
+
+    /// Meter fuel: each version's calls' fuel is counted in
+    /// airssys_fuel_consumed_total. Metered code runs slower.
+    #[arg(long)]
+    fuel: bool,
 }
 
 pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
@@ -49,6 +54,7 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
         // made every 32nd request wait for the whole batch, and p99 13 ms
         // instead of 6 (docs/benchmarks.md section 6).
         .memory_init(true, 1)
+        .fuel(args.fuel)
         .policy(host.policy.clone());
     if let Some(cache) = &host.cache_dir {
         runtime = runtime.cache_dir(cache);

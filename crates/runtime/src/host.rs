@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     /// Where kept writes are stored, if anywhere.
     pub state_backend: Option<StateBinding>,
     pub log_budget: Mutex<TokenBucket>,
+    /// Fuel its calls consumed in all (with fuel metering on).
+    pub fuel_consumed: std::sync::atomic::AtomicU64,
 }
 
 /// Where a component's state is kept beyond the process: a namespace in a
@@ -100,7 +102,20 @@ impl Shared {
             state,
             state_backend,
             log_budget: Mutex::new(TokenBucket::new(rate)),
+            fuel_consumed: std::sync::atomic::AtomicU64::new(0),
             limits,
+        }
+    }
+
+    /// Add what a call's store consumed of its fuel (nothing without fuel
+    /// metering).
+    pub(crate) fn count_fuel(&self, store: &wasmtime::Store<HostCtx>) {
+        if let Ok(left) = store.get_fuel() {
+            let budget = self.limits.fuel.unwrap_or(u64::MAX);
+            self.fuel_consumed.fetch_add(
+                budget.saturating_sub(left),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 

@@ -325,6 +325,23 @@ impl ComponentPre {
         self.inner.shared.state.keys()
     }
 
+    /// Calls running now, each in its own instance (a proxy component's
+    /// call runs until its response body is sent).
+    pub fn running(&self) -> usize {
+        (self.limits().max_concurrent as usize)
+            .saturating_sub(self.inner.permits.available_permits())
+    }
+
+    /// Fuel this preparation's calls consumed in all: counted when the
+    /// runtime meters fuel ([`RuntimeConfig::fuel`](crate::RuntimeConfig::fuel)),
+    /// 0 otherwise.
+    pub fn fuel_consumed(&self) -> u64 {
+        self.inner
+            .shared
+            .fuel_consumed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether the component imports a state interface (`wasi:keyvalue`).
     pub fn keeps_state(&self) -> bool {
         self.inner.shared.state_gate.is_some()
@@ -732,6 +749,7 @@ impl ComponentPre {
         let limits = self.limits().clone();
         let component = name.clone();
         let audit = self.inner.shared.audit.clone();
+        let shared = self.inner.shared.clone();
         // The guest may keep running after it has sent the response head
         // (streaming the body), so it runs in its own task, holding the
         // permit until it ends.
@@ -749,6 +767,7 @@ impl ComponentPre {
                 Some(at) => tokio::time::timeout_at(at.into(), run).await,
                 None => Ok(run.await),
             };
+            shared.count_fuel(&store);
             let ok = matches!(r, Ok(Ok(())));
             if let Err(e) = store.data_mut().finish_state(ok) {
                 return Err(stopped(&audit, e));
@@ -988,6 +1007,7 @@ impl ComponentPre {
                 None => Ok(run.await),
             }
         };
+        self.inner.shared.count_fuel(&store);
         let audit = &self.inner.shared.audit;
         // A call that does not end well leaves no state behind.
         if !matches!(result, Ok(Ok(_))) {

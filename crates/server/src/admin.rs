@@ -461,24 +461,38 @@ async fn deploy(
     let Json(b) = body?;
     let mut d = host.deployer.lock().await;
     let active = d.status()?.iter().any(|r| r.name == b.name);
-    let record = if active && b.spec.is_empty() {
-        // Over an active deployment without a spec: keep its grants,
-        // limits, configuration and route, as the CLI does.
-        d.upgrade(
-            &b.name,
-            &b.version,
-            Strategy::Immediate,
-            None,
-            b.allow_breaking,
-            &actor,
-        )
-        .await?
-    } else {
-        let spec = b.spec.spec(&b.name, &b.version);
-        d.deploy(spec, b.allow_breaking, &actor).await?
-    };
+    let record = counted(
+        &host,
+        "deploy",
+        if active && b.spec.is_empty() {
+            // Over an active deployment without a spec: keep its grants,
+            // limits, configuration and route, as the CLI does.
+            d.upgrade(
+                &b.name,
+                &b.version,
+                Strategy::Immediate,
+                None,
+                b.allow_breaking,
+                &actor,
+            )
+            .await
+        } else {
+            let spec = b.spec.spec(&b.name, &b.version);
+            d.deploy(spec, b.allow_breaking, &actor).await
+        },
+    )?;
     host.refresh_routes(&mut d).await.map_err(internal)?;
     Ok(Json(shown(&record)))
+}
+
+/// Count a deployment operation's outcome in the metrics.
+fn counted<T>(
+    host: &Host,
+    action: &str,
+    result: airssys_wasm_deploy::Result<T>,
+) -> airssys_wasm_deploy::Result<T> {
+    host.metrics.deploy(action, result.is_ok());
+    result
 }
 
 fn internal(e: crate::Error) -> ApiError {
@@ -599,9 +613,12 @@ async fn upgrade(
     }
     let spec = (!b.spec.is_empty()).then(|| b.spec.spec(&name, &b.version));
     let mut d = host.deployer.lock().await;
-    let record = d
-        .upgrade(&name, &b.version, strategy, spec, b.allow_breaking, &actor)
-        .await?;
+    let record = counted(
+        &host,
+        "upgrade",
+        d.upgrade(&name, &b.version, strategy, spec, b.allow_breaking, &actor)
+            .await,
+    )?;
     host.refresh_routes(&mut d).await.map_err(internal)?;
     Ok(Json(shown(&record)))
 }
@@ -637,7 +654,11 @@ async fn rollback(
         Err(e) => return Err(e.into()),
     };
     let mut d = host.deployer.lock().await;
-    let mut done = d.rollback(&name, b.to.as_deref(), &actor).await?;
+    let mut done = counted(
+        &host,
+        "rollback",
+        d.rollback(&name, b.to.as_deref(), &actor).await,
+    )?;
     host.refresh_routes(&mut d).await.map_err(internal)?;
     done.deployment = shown(&done.deployment);
     Ok(Json(done))
@@ -657,7 +678,7 @@ async fn promote(
     Path(name): Path<String>,
 ) -> ApiResult<Deployment> {
     let mut d = host.deployer.lock().await;
-    let record = d.promote(&name, &actor).await?;
+    let record = counted(&host, "promote", d.promote(&name, &actor).await)?;
     host.refresh_routes(&mut d).await.map_err(internal)?;
     Ok(Json(shown(&record)))
 }
@@ -676,7 +697,7 @@ async fn abort(
     Path(name): Path<String>,
 ) -> ApiResult<Deployment> {
     let mut d = host.deployer.lock().await;
-    let record = d.abort(&name, &actor)?;
+    let record = counted(&host, "abort", d.abort(&name, &actor))?;
     Ok(Json(shown(&record)))
 }
 

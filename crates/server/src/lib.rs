@@ -152,7 +152,9 @@ pub(crate) struct Host {
     /// them are in the audit trail.
     pub(crate) auth_failures: std::sync::Mutex<(Option<std::time::Instant>, u64, u64)>,
     pub(crate) config: ServeConfig,
-    pub(crate) metrics: metrics::Metrics,
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Every active component's route (for the live metrics).
+    serving: metrics::Serving,
     /// Held for the life of the host: the state directory's lock.
     _dir: StateDir,
 }
@@ -172,10 +174,9 @@ impl Host {
     /// table from the registry. A component that cannot be prepared is
     /// logged and left out; the others serve.
     pub(crate) async fn refresh_routes(&self, deployer: &mut Deployer) -> Result<(), Error> {
-        if let Err(e) = deployer.settle() {
-            tracing::error!(error = %e, "persisting canary verdicts");
-        }
+        self.settle(deployer);
         let mut table = Vec::new();
+        let mut serving = Vec::new();
         let active = deployer.status()?;
         self.active.store(active.len(), Ordering::SeqCst);
         for d in active {
@@ -184,15 +185,39 @@ impl Host {
             if let Err(e) = deployer.serve(&d.name).await {
                 tracing::error!(component = %d.name, version = %d.version, error = %e, "cannot serve");
             }
+            let route = deployer.route(&d.name);
             if let Some(path) = &d.spec.route {
-                table.push((path.clone(), d.name.clone(), deployer.route(&d.name)));
+                table.push((path.clone(), d.name.clone(), route.clone()));
             }
+            serving.push(route);
         }
         *self
             .routes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = ingress::table(table);
+        *self
+            .serving
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = serving;
         Ok(())
+    }
+
+    /// Persist the canary verdicts the routes reached, and count them.
+    pub(crate) fn settle(&self, deployer: &mut Deployer) {
+        match deployer.settle() {
+            Ok(changed) => {
+                for r in changed {
+                    tracing::info!(component = %r.name, version = %r.version, state = %r.state, "canary settled");
+                    let action = if r.state == "active" {
+                        "promote"
+                    } else {
+                        "abort"
+                    };
+                    self.metrics.deploy(action, true);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "persisting canary verdicts"),
+        }
     }
 }
 
@@ -221,6 +246,17 @@ impl Server {
         config: ServeConfig,
     ) -> Result<Self, Error> {
         let token = auth::Token::load_or_create(&dir.path().join("admin.token"))?;
+        let serving = metrics::Serving::default();
+        let metrics = Arc::new(metrics::Metrics::new(serving.clone()));
+        // Denials are counted, then go where they went.
+        let counted = metrics.clone();
+        let outer = runtime.audit.clone();
+        let runtime = runtime.audit(airssys_wasm_runtime::AuditSink::new(move |event| {
+            counted.denial(&event);
+            if let Some(outer) = &outer {
+                outer.send(event);
+            }
+        }));
         let deployer = Deployer::open(&dir, runtime)?;
         token.set_named(deployer.registry_ref().token_digests()?);
         let runtime = deployer.runtime().clone();
@@ -241,7 +277,8 @@ impl Server {
                 token,
                 auth_failures: std::sync::Mutex::new((None, 0, 0)),
                 config,
-                metrics: metrics::Metrics::new(),
+                metrics,
+                serving,
                 _dir: dir,
             }),
             ingress,
@@ -317,14 +354,7 @@ async fn settle_loop(host: Arc<Host>, mut stop: tokio::sync::watch::Receiver<boo
             _ = stop.changed() => return,
         }
         let mut d = host.deployer.lock().await;
-        match d.settle() {
-            Ok(changed) => {
-                for r in changed {
-                    tracing::info!(component = %r.name, version = %r.version, state = %r.state, "canary settled");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "persisting canary verdicts"),
-        }
+        host.settle(&mut d);
         if let Err(e) = d.record_events() {
             tracing::error!(error = %e, "recording audit events");
         }

@@ -1,11 +1,14 @@
 //! Prometheus metrics (`prometheus-client`): requests and their latency
-//! per component and version, and the host's counts sampled at scrape.
+//! per component and version, deployments and denials, and what is live
+//! (instances, fuel) read from the serving versions at scrape.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use airssys_wasm_deploy::Route;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -24,10 +27,81 @@ struct Version {
     version: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Deploy {
+    action: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Denial {
+    component: String,
+    capability: String,
+    decision: &'static str,
+}
+
+/// Every active component's route, as of the last refresh: what the live
+/// series are read from.
+pub(crate) type Serving = Arc<RwLock<Vec<Route>>>;
+
+/// Instances and fuel of each version serving (primary and canary), read
+/// at scrape: a version that stops serving leaves no series.
+struct Live(Serving);
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live(..)")
+    }
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let versions: Vec<(Version, usize, u64)> = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .flat_map(|route| [route.current(), route.canary()])
+            .flatten()
+            .map(|a| {
+                let labels = Version {
+                    component: a.deployment.name.clone(),
+                    version: a.deployment.version.clone(),
+                };
+                (labels, a.component.running(), a.component.fuel_consumed())
+            })
+            .collect();
+        let instances = Gauge::<i64>::default();
+        let mut family = encoder.encode_descriptor(
+            "instances",
+            "Instances alive now (calls running, each in its own store), by component and version",
+            None,
+            instances.metric_type(),
+        )?;
+        for (labels, running, _) in &versions {
+            let g = Gauge::<i64>::default();
+            g.set(i64::try_from(*running).unwrap_or(i64::MAX));
+            g.encode(family.encode_family(labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "fuel_consumed",
+            "Fuel the version's calls consumed since it was prepared in this process (with serve --fuel)",
+            None,
+            ConstCounter::new(0_u64).metric_type(),
+        )?;
+        for (labels, _, fuel) in &versions {
+            ConstCounter::new(*fuel).encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// The host's metrics.
 pub(crate) struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<Request, Counter>,
+    deploys: Family<Deploy, Counter>,
+    denials: Family<Denial, Counter>,
     latency: Family<Version, Histogram>,
     compilations: Gauge,
     cache_hits: Gauge,
@@ -35,8 +109,23 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(serving: Serving) -> Self {
         let mut registry = Registry::with_prefix("airssys");
+        registry.register_collector(Box::new(Live(serving)));
+        let deploys = Family::<Deploy, Counter>::default();
+        registry.register(
+            "deploys",
+            "Deployment operations through the control API and the canary judge, by action \
+             (deploy, upgrade, rollback, promote, abort) and outcome (ok, failed)",
+            deploys.clone(),
+        );
+        let denials = Family::<Denial, Counter>::default();
+        registry.register(
+            "denials",
+            "Capability uses refused to components, by component, capability kind and decision \
+             (denied, refused, stopped)",
+            denials.clone(),
+        );
         let requests = Family::<Request, Counter>::default();
         registry.register(
             "requests",
@@ -73,6 +162,8 @@ impl Metrics {
         Self {
             registry: Mutex::new(registry),
             requests,
+            deploys,
+            denials,
             latency,
             compilations,
             cache_hits,
@@ -101,6 +192,42 @@ impl Metrics {
                 version: version.to_string(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Count one deployment operation.
+    pub(crate) fn deploy(&self, action: &str, ok: bool) {
+        self.deploys
+            .get_or_create(&Deploy {
+                action: action.to_string(),
+                outcome: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+    }
+
+    /// Count a runtime audit event (a summary counts what it stands for).
+    pub(crate) fn denial(&self, event: &airssys_wasm_runtime::AuditEvent) {
+        use airssys_wasm_runtime::Decision;
+        let decision = match event.decision {
+            Decision::Denied => "denied",
+            Decision::Refused => "refused",
+            Decision::Stopped => "stopped",
+            _ => "other",
+        };
+        // The kind, not the target: `network-outbound`, `file-read`,
+        // `messaging:request`, `limit:memory`, `custom:NAME`.
+        let mut parts = event.capability.split(':');
+        let first = parts.next().unwrap_or_default();
+        let kind = match (first, parts.next()) {
+            ("messaging" | "limit" | "custom", Some(sub)) => format!("{first}:{sub}"),
+            _ => first.to_string(),
+        };
+        self.denials
+            .get_or_create(&Denial {
+                component: event.component.clone(),
+                capability: kind,
+                decision,
+            })
+            .inc_by(event.suppressed.unwrap_or(1));
     }
 
     /// The text exposition, with the host's counts as given.

@@ -136,15 +136,17 @@ struct Running {
 
 impl Running {
     async fn start(state: &std::path::Path) -> Self {
+        Self::start_with(state, RuntimeConfig::default().max_instances(32)).await
+    }
+
+    async fn start_with(state: &std::path::Path, runtime: RuntimeConfig) -> Self {
         let dir = StateDir::open(state).unwrap();
         let config = ServeConfig::default()
             .listen("127.0.0.1:0".parse().unwrap())
             .admin_listen("127.0.0.1:0".parse().unwrap())
             .grace(Duration::from_secs(5))
             .max_component_size(4 << 20);
-        let server = Server::bind(dir, RuntimeConfig::default().max_instances(32), config)
-            .await
-            .unwrap();
+        let server = Server::bind(dir, runtime, config).await.unwrap();
         let (ingress, admin) = (server.ingress_addr(), server.admin_addr());
         let token = std::fs::read_to_string(server.token_path())
             .unwrap()
@@ -365,6 +367,25 @@ async fn publish_deploy_serve_upgrade_under_load_rollback_and_restart() {
         .await;
     assert_eq!(verify.json()["ok"], true);
 
+    // Each operation is counted, with its outcome; a refused one too.
+    let r = host
+        .api(
+            "POST",
+            "/v1/deployments/echo/upgrade",
+            &serde_json::json!({"version": "9.9.9"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let metrics = http(host.admin, "GET", "/metrics", &[], b"").await.text();
+    for line in [
+        r#"airssys_deploys_total{action="upgrade",outcome="ok"} 6"#,
+        r#"airssys_deploys_total{action="upgrade",outcome="failed"} 1"#,
+        r#"airssys_deploys_total{action="rollback",outcome="ok"} 1"#,
+        r#"airssys_deploys_total{action="deploy",outcome="ok"} 2"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+
     // The rollback went back to what the last upgrade replaced: 0.2.0.
     let status = host
         .api("GET", "/v1/deployments/echo", &serde_json::json!({}))
@@ -400,7 +421,12 @@ async fn publish_deploy_serve_upgrade_under_load_rollback_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_a_clear_4xx_and_the_host_serves_on() {
     let root = tempfile::tempdir().unwrap();
-    let host = Running::start(&root.path().join("st")).await;
+    // Fuel metered, so the metrics count it.
+    let host = Running::start_with(
+        &root.path().join("st"),
+        RuntimeConfig::default().max_instances(32).fuel(true),
+    )
+    .await;
     let auth = format!("Bearer {}", host.token);
     let post = |path: &'static str, ct: &'static str, body: Vec<u8>| {
         let auth = auth.clone();
@@ -508,6 +534,29 @@ async fn bad_requests_get_a_clear_4xx_and_the_host_serves_on() {
     );
     let r = http(host.ingress, "POST", "/echo", &[], b"fine").await;
     assert_eq!((r.status, r.text().as_str()), (200, "fine"));
+
+    // A request to a component not granted (`messaging:request:other`) is
+    // denied, answered, and counted; the fuel of the calls is counted.
+    let r = http(host.ingress, "POST", "/bad", &[], b"message").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("denied"), "{}", r.text());
+    let metrics = http(host.admin, "GET", "/metrics", &[], b"").await.text();
+    assert!(
+        metrics.lines().any(|l| l
+            == r#"airssys_denials_total{component="bad",capability="messaging:request",decision="denied"} 1"#),
+        "{metrics}"
+    );
+    let fuel = |component: &str| -> u64 {
+        let prefix =
+            format!(r#"airssys_fuel_consumed_total{{component="{component}",version="0.1.0"}} "#);
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no fuel of {component} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(fuel("echo") > 0 && fuel("bad") > fuel("echo"), "{metrics}");
     host.stop().await;
 }
 
@@ -533,6 +582,14 @@ async fn shutdown_lets_requests_in_flight_finish() {
         (r, t.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The call in flight is one live instance.
+    let metrics = http(host.admin, "GET", "/metrics", &[], b"").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"airssys_instances{component="slow",version="0.1.0"} 1"#),
+        "{metrics}"
+    );
     let stopping = std::time::Instant::now();
     host.stop().await;
     let (r, took) = in_flight.await.unwrap();
