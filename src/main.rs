@@ -148,7 +148,12 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    init_logging(cli.log_format, default_level);
+    // `serve` sends its spans to an OpenTelemetry collector when the
+    // standard variable names one.
+    let traces = matches!(cli.command, Command::Serve(_))
+        .then(otlp::provider)
+        .flatten();
+    init_logging(cli.log_format, default_level, traces.as_ref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -212,6 +217,12 @@ fn main() -> ExitCode {
             Command::Token(args) => commands::token::main(args, host).await,
         }
     });
+    if let Some(traces) = traces {
+        // What the batch holds goes out before the process ends.
+        if let Err(e) = traces.shutdown() {
+            eprintln!("warning: sending the last traces: {e}");
+        }
+    }
     match result {
         Ok(code) => ExitCode::from(code),
         // The reader closed our stdout (`| head`): it has what it wanted.
@@ -233,18 +244,72 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
+fn init_logging(
+    format: LogFormat,
+    default_level: &str,
+    traces: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) {
+    use opentelemetry::trace::TracerProvider as _;
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().with_current_span(true).boxed(),
     };
+    let otel = traces.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("airssys-wasm")));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+}
+
+mod otlp {
+    //! OpenTelemetry export: spans (a request's, with its component,
+    //! version and deployment, and the guest's log lines as its events)
+    //! sent over OTLP HTTP/protobuf to `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+    //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), with the other standard
+    //! `OTEL_*` variables (headers, timeout, service name, resource).
+
+    use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    /// A tracer provider exporting to the configured endpoint; `None` when
+    /// no endpoint is set, or (with a warning) when the exporter cannot be
+    /// made.
+    pub(crate) fn provider() -> Option<SdkTracerProvider> {
+        let set = |v: &str| std::env::var_os(v).is_some_and(|v| !v.is_empty());
+        if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            return None;
+        }
+        let exporter = match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("warning: no OpenTelemetry export: {e}");
+                return None;
+            }
+        };
+        let mut resource = Resource::builder();
+        if !set("OTEL_SERVICE_NAME") {
+            resource = resource.with_service_name("airssys-wasm");
+        }
+        Some(
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource.build())
+                .build(),
+        )
+    }
 }
 
 fn default_state_dir() -> Option<PathBuf> {

@@ -252,3 +252,199 @@ fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
     );
     assert!(!logs.contains(token.trim()));
 }
+
+/// What a small OTLP/HTTP receiver got: each request's path and content
+/// type, and the spans decoded from the protobuf bodies.
+#[derive(Default)]
+struct Received {
+    requests: Vec<(String, String)>,
+    service_names: Vec<String>,
+    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+}
+
+/// An OTLP receiver on 127.0.0.1 (HTTP/1.1, keep-alive): it answers 200 to
+/// each export and keeps what it decoded.
+fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Received>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Received::default()));
+    let keep = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let keep = keep.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+                    let (mut length, mut content_type) = (0, String::new());
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap();
+                        match k.to_ascii_lowercase().as_str() {
+                            "content-length" => length = v.trim().parse().unwrap(),
+                            "content-type" => content_type = v.trim().to_string(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let export = ExportTraceServiceRequest::decode(body.as_slice())
+                        .expect("an OTLP trace export in protobuf");
+                    {
+                        let mut got = keep.lock().unwrap();
+                        got.requests.push((path, content_type));
+                        for rs in export.resource_spans {
+                            for a in rs.resource.map(|r| r.attributes).unwrap_or_default() {
+                                if a.key == "service.name" {
+                                    got.service_names.push(format!("{:?}", a.value));
+                                }
+                            }
+                            for ss in rs.scope_spans {
+                                got.spans.extend(ss.spans);
+                            }
+                        }
+                    }
+                    conn.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, `serve` sends each request's
+/// span (component, version, deployment, HTTP method, path and status) and
+/// the guest's log line as its event, over OTLP HTTP/protobuf.
+#[test]
+fn serve_sends_request_spans_to_an_otlp_endpoint() {
+    let (receiver, got) = otlp_receiver();
+    let cli = Cli::new();
+    let work = tempfile::tempdir().unwrap();
+    let st = work.path().join("st");
+    let mut host = cli
+        .cmd(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            st.to_str().unwrap(),
+        ])
+        .env_remove("AIRSSYS_HOST")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{receiver}"))
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_SERVICE_NAME")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(host.stdout.take().unwrap());
+    let mut said = String::new();
+    for _ in 0..4 {
+        out.read_line(&mut said).unwrap();
+    }
+    let addr = |label: &str| {
+        said.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|l| l.trim().strip_prefix("http://"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {label} in {said}"))
+            .to_string()
+    };
+    let (ingress, admin) = (addr("ingress"), addr("admin"));
+    let token = std::fs::read_to_string(st.join("admin.token")).unwrap();
+    let on_host = |args: &[&str]| {
+        let o = cli
+            .cmd(args)
+            .env("AIRSSYS_HOST", format!("http://{admin}"))
+            .env("AIRSSYS_TOKEN", token.trim())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    on_host(&[
+        "publish",
+        ECHO,
+        "--name",
+        "echo",
+        "--version",
+        "0.1.0",
+        "--allow-unsigned",
+    ]);
+    on_host(&["deploy", "echo@0.1.0", "--route", "/echo"]);
+    assert_eq!(get(&ingress, "/echo/x").0, 200);
+    // The batch is sent at the latest when the host stops.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &host.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(host.wait().unwrap().code(), Some(0));
+
+    let got = got.lock().unwrap();
+    assert!(
+        got.requests
+            .iter()
+            .all(|(path, ct)| path == "/v1/traces" && ct == "application/x-protobuf"),
+        "{:?}",
+        got.requests
+    );
+    assert!(
+        got.service_names.iter().all(|s| s.contains("airssys-wasm"))
+            && !got.service_names.is_empty(),
+        "{:?}",
+        got.service_names
+    );
+    let request = got
+        .spans
+        .iter()
+        .find(|s| s.name == "request")
+        .unwrap_or_else(|| panic!("no request span in {:?}", got.spans));
+    let attr = |key: &str| {
+        request
+            .attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.as_ref())
+            .and_then(|v| v.value.as_ref())
+            .map(|v| {
+                use opentelemetry_proto::tonic::common::v1::any_value::Value;
+                match v {
+                    Value::StringValue(s) => s.clone(),
+                    Value::IntValue(i) => i.to_string(),
+                    Value::BoolValue(b) => b.to_string(),
+                    other => format!("{other:?}"),
+                }
+            })
+            .unwrap_or_else(|| panic!("no {key} in {:?}", request.attributes))
+    };
+    assert_eq!(attr("component"), "echo");
+    assert_eq!(attr("version"), "0.1.0");
+    assert_eq!(attr("deployment"), "1");
+    assert_eq!(attr("http.request.method"), "GET");
+    assert_eq!(attr("url.path"), "/echo/x");
+    assert_eq!(attr("http.response.status_code"), "200");
+    assert_eq!(request.trace_id.len(), 16);
+    // The guest's own log line is an event of the span.
+    assert!(
+        request.events.iter().any(|e| e.name == "echoing 0 bytes"),
+        "{:?}",
+        request.events
+    );
+}

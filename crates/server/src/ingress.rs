@@ -55,6 +55,7 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_string();
+    let method = request.method().clone();
     if !normal(&path) {
         return Ok(text(
             StatusCode::BAD_REQUEST,
@@ -87,16 +88,21 @@ pub(crate) async fn handle(
     };
     let version = pick.active.deployment.version.clone();
     let component = pick.active.component.clone();
+    // OpenTelemetry's HTTP names beside ours, for the trace export.
     let span = tracing::info_span!(
         "request",
         component = %name,
         version = %version,
         deployment = pick.active.deployment.id,
         canary = pick.is_canary(),
+        "http.request.method" = %method,
+        "url.path" = %path,
+        "http.response.status_code" = tracing::field::Empty,
     );
     let (response, ok) = serve_picked(&name, &version, &component, request, message)
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+    span.record("http.response.status_code", response.status().as_u16());
     pick.finish(ok);
     host.metrics
         .request(&name, &version, response.status(), started.elapsed());
