@@ -123,6 +123,9 @@ enum Command {
     Status(commands::deploy::StatusArgs),
     /// Run the host: HTTP ingress for deployed routes and the control API.
     Serve(commands::serve::Args),
+    /// Build a component project, serve it, and rebuild and upgrade it in
+    /// place on every change.
+    Dev(commands::dev::Args),
     /// Make, revoke or list named tokens of the control API.
     Token(commands::token::Args),
     /// List or verify the audit trail of the state directory.
@@ -143,14 +146,14 @@ fn main() -> ExitCode {
     };
     // `serve` says what it does (ready, canaries settled); other commands
     // only warn. RUST_LOG overrides both.
-    let default_level = if matches!(cli.command, Command::Serve(_)) {
+    let default_level = if matches!(cli.command, Command::Serve(_) | Command::Dev(_)) {
         "info"
     } else {
         "warn"
     };
     // `serve` sends its spans to an OpenTelemetry collector when the
     // standard variable names one.
-    let traces = matches!(cli.command, Command::Serve(_))
+    let traces = matches!(cli.command, Command::Serve(_) | Command::Dev(_))
         .then(otlp::provider)
         .flatten();
     init_logging(cli.log_format, default_level, traces.as_ref());
@@ -214,6 +217,7 @@ fn main() -> ExitCode {
             Command::Gc(args) => commands::deploy::gc(args, host),
             Command::Status(args) => commands::deploy::status(args, host).await,
             Command::Serve(args) => commands::serve::main(args, host).await,
+            Command::Dev(args) => commands::dev::main(args, host).await,
             Command::Token(args) => commands::token::main(args, host).await,
         }
     });

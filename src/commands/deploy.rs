@@ -36,7 +36,7 @@ pub(crate) struct SpecArgs {
 
 impl SpecArgs {
     /// The spec these flags describe; `None` when no flag was given.
-    fn spec(&self, name: &str, version: &str) -> anyhow::Result<Option<DeploySpec>> {
+    pub(crate) fn spec(&self, name: &str, version: &str) -> anyhow::Result<Option<DeploySpec>> {
         let grants: Grants = self.grants.grants(Grants::default(), &[]);
         let l = &self.limits;
         if grants.allow.is_empty()

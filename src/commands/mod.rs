@@ -6,6 +6,7 @@ mod build;
 pub(crate) mod call;
 pub(crate) mod compile;
 pub(crate) mod deploy;
+pub(crate) mod dev;
 pub(crate) mod inspect;
 pub(crate) mod publish;
 pub(crate) mod run;

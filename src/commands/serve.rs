@@ -47,18 +47,7 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
         InputError("no state directory: set --state-dir or AIRSSYS_STATE_DIR".into())
     })?;
     let dir = StateDir::open(&state_dir)?;
-    let mut runtime = RuntimeConfig::default()
-        .max_instances(256)
-        // Freed instance slots decommitted one by one, as wasmtime serve
-        // does: batches of 32 (the library's default, for call throughput)
-        // made every 32nd request wait for the whole batch, and p99 13 ms
-        // instead of 6 (docs/benchmarks.md section 6).
-        .memory_init(true, 1)
-        .fuel(args.fuel)
-        .policy(host.policy.clone());
-    if let Some(cache) = &host.cache_dir {
-        runtime = runtime.cache_dir(cache);
-    }
+    let runtime = runtime(&host).fuel(args.fuel);
     let config = ServeConfig::default()
         .listen(args.listen)
         .admin_listen(args.admin_listen)
@@ -77,8 +66,24 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
     Ok(crate::exit::OK)
 }
 
+/// The runtime a host runs components on.
+pub(crate) fn runtime(host: &Host) -> RuntimeConfig {
+    let mut runtime = RuntimeConfig::default()
+        .max_instances(256)
+        // Freed instance slots decommitted one by one, as wasmtime serve
+        // does: batches of 32 (the library's default, for call throughput)
+        // made every 32nd request wait for the whole batch, and p99 13 ms
+        // instead of 6 (docs/benchmarks.md section 6).
+        .memory_init(true, 1)
+        .policy(host.policy.clone());
+    if let Some(cache) = &host.cache_dir {
+        runtime = runtime.cache_dir(cache);
+    }
+    runtime
+}
+
 /// SIGINT or SIGTERM.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -9,6 +9,7 @@
 
 mod audit;
 mod deploy;
+mod dev;
 mod escape;
 mod manifest;
 mod serve;

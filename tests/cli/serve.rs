@@ -10,11 +10,19 @@ use crate::{Cli, assert_clean_error, stderr, stdout};
 
 /// A plain HTTP/1.1 GET on a fresh connection: the status and the body
 /// (chunks joined).
-fn get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = exchange(addr, "GET", path, "");
+    (status, body)
+}
+
+/// One HTTP/1.1 request on a fresh connection: the status, the head and
+/// the body (chunks joined).
+pub(crate) fn exchange(addr: &str, method: &str, path: &str, body: &str) -> (u16, String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut raw = String::new();
@@ -40,7 +48,7 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head.to_string(), body)
 }
 
 #[test]

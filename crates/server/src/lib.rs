@@ -156,7 +156,7 @@ pub(crate) struct Host {
     /// Every active component's route (for the live metrics).
     serving: metrics::Serving,
     /// Held for the life of the host: the state directory's lock.
-    _dir: StateDir,
+    dir: StateDir,
 }
 
 impl Host {
@@ -191,6 +191,14 @@ impl Host {
             }
             serving.push(route);
         }
+        // Series of versions that no longer serve are dropped.
+        let versions = serving
+            .iter()
+            .flat_map(|r| [r.current(), r.canary(), r.standby()])
+            .flatten()
+            .map(|a| (a.deployment.name.clone(), a.deployment.version.clone()))
+            .collect();
+        self.metrics.retain(versions);
         *self
             .routes
             .write()
@@ -279,7 +287,7 @@ impl Server {
                 config,
                 metrics,
                 serving,
-                _dir: dir,
+                dir,
             }),
             ingress,
             admin,
@@ -301,6 +309,14 @@ impl Server {
     /// Where the control API's token is.
     pub fn token_path(&self) -> PathBuf {
         self.host.token.path().to_path_buf()
+    }
+
+    /// A handle that acts on this host from the same process, before and
+    /// while it runs.
+    pub fn control(&self) -> Control {
+        Control {
+            host: self.host.clone(),
+        }
     }
 
     /// Restore the active deployments, serve until `shutdown` resolves,
@@ -339,6 +355,84 @@ impl Server {
         d.settle()?;
         d.record_events()?;
         Ok(())
+    }
+}
+
+/// Acts on a host from its own process (what `airssys-wasm dev` uses):
+/// the control API's operations without HTTP, each taking the deployer's
+/// lock as a request does, and refreshing the ingress's routes.
+#[derive(Clone)]
+pub struct Control {
+    host: Arc<Host>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Control(..)")
+    }
+}
+
+impl Control {
+    /// Publish `bytes` as `name` `version`, unsigned.
+    pub async fn publish_unsigned(
+        &self,
+        name: &str,
+        version: &str,
+        bytes: &[u8],
+        actor: &str,
+    ) -> Result<airssys_wasm_deploy::Published, Error> {
+        let mut d = self.host.deployer.lock().await;
+        Ok(d.registry().publish(
+            name,
+            version,
+            bytes,
+            &airssys_wasm_deploy::Provenance::unsigned(),
+            actor,
+        )?)
+    }
+
+    /// Deploy `spec` (over an active version: an immediate upgrade), even
+    /// when the contract breaks when `allow_breaking`.
+    pub async fn deploy(
+        &self,
+        spec: airssys_wasm_deploy::DeploySpec,
+        allow_breaking: bool,
+        actor: &str,
+    ) -> Result<airssys_wasm_deploy::Deployment, Error> {
+        let mut d = self.host.deployer.lock().await;
+        let result = d.deploy(spec, allow_breaking, actor).await;
+        self.host.metrics.deploy("deploy", result.is_ok());
+        let record = result?;
+        self.host.refresh_routes(&mut d).await?;
+        Ok(record)
+    }
+
+    /// `name`'s active deployment, if any.
+    pub async fn active(
+        &self,
+        name: &str,
+    ) -> Result<Option<airssys_wasm_deploy::Deployment>, Error> {
+        let d = self.host.deployer.lock().await;
+        Ok(d.status()?.into_iter().find(|r| r.name == name))
+    }
+
+    /// The published versions of `name`, newest first.
+    pub async fn versions(&self, name: &str) -> Result<Vec<airssys_wasm_deploy::Published>, Error> {
+        let d = self.host.deployer.lock().await;
+        Ok(d.registry_ref().versions(Some(name))?)
+    }
+
+    /// The bytes and compiled code of versions beyond the newest `keep` of
+    /// each component removed (never an active one or its rollback
+    /// target), as `airssys-wasm gc` does.
+    pub async fn gc(
+        &self,
+        keep: usize,
+        actor: &str,
+    ) -> Result<airssys_wasm_deploy::Collected, Error> {
+        let mut d = self.host.deployer.lock().await;
+        let cache = self.host.dir.cache();
+        Ok(d.registry().gc(keep, &cache, actor)?)
     }
 }
 

@@ -2,7 +2,8 @@
 //! per component and version, deployments and denials, and what is live
 //! (instances, fuel) read from the serving versions at scrape.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use airssys_wasm_deploy::Route;
@@ -38,6 +39,14 @@ struct Denial {
     component: String,
     capability: String,
     decision: &'static str,
+}
+
+/// How long a retired version's series are removed at each scrape (longer
+/// than any request in flight at its retirement may take).
+const RETIRED_SWEPT: Duration = Duration::from_secs(600);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Every active component's route, as of the last refresh: what the live
@@ -100,6 +109,10 @@ impl Collector for Live {
 pub(crate) struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<Request, Counter>,
+    /// The versions serving as of the last refresh: their series are kept.
+    known: Mutex<HashSet<(String, String)>>,
+    /// Versions that stopped serving, and since when.
+    retired: Mutex<HashMap<(String, String), std::time::Instant>>,
     deploys: Family<Deploy, Counter>,
     denials: Family<Denial, Counter>,
     latency: Family<Version, Histogram>,
@@ -162,6 +175,8 @@ impl Metrics {
         Self {
             registry: Mutex::new(registry),
             requests,
+            known: Mutex::default(),
+            retired: Mutex::default(),
             deploys,
             denials,
             latency,
@@ -192,6 +207,41 @@ impl Metrics {
                 version: version.to_string(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Note the versions serving now; those that served before and no
+    /// longer do (upgraded, rolled back, collected) lose their request
+    /// series from the next scrape on.
+    pub(crate) fn retain(&self, serving: HashSet<(String, String)>) {
+        let mut known = lock(&self.known);
+        let mut retired = lock(&self.retired);
+        let now = std::time::Instant::now();
+        for gone in known.difference(&serving) {
+            retired.insert(gone.clone(), now);
+        }
+        retired.retain(|v, _| !serving.contains(v));
+        *known = serving;
+    }
+
+    /// Remove the series of retired versions. A request that was in
+    /// flight when its version retired is counted after the retirement:
+    /// its series is removed again at each scrape for a while.
+    fn sweep(&self) {
+        let mut retired = lock(&self.retired);
+        retired.retain(|_, since| since.elapsed() < RETIRED_SWEPT);
+        for (component, version) in retired.keys() {
+            for status in 100..600 {
+                self.requests.remove(&Request {
+                    component: component.clone(),
+                    version: version.clone(),
+                    status,
+                });
+            }
+            self.latency.remove(&Version {
+                component: component.clone(),
+                version: version.clone(),
+            });
+        }
     }
 
     /// Count one deployment operation.
@@ -238,6 +288,7 @@ impl Metrics {
             .set(i64::try_from(stats.memory_hits + stats.disk_hits).unwrap_or(i64::MAX));
         self.deployments
             .set(i64::try_from(deployments).unwrap_or(i64::MAX));
+        self.sweep();
         let mut out = String::new();
         let registry = self
             .registry

@@ -1,0 +1,293 @@
+//! `airssys-wasm dev [DIR]`: the developer loop. Build the component
+//! project in DIR, serve it on a route of a host running in this process,
+//! and on every change rebuild it and upgrade it in place (an immediate
+//! upgrade: requests in flight finish on the old version, none fails). A
+//! failed build leaves the last good version serving.
+//!
+//! Versions stay immutable: each build that changed the component is
+//! published as `VERSION-dev.N` (VERSION being the component's own, N
+//! counting up); the newest `--keep` are kept and the bytes and compiled
+//! code of older ones collected, and the metrics drop their series.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use airssys_wasm_deploy::{DeploySpec, StateDir};
+use airssys_wasm_runtime::ComponentInfo;
+use airssys_wasm_server::{Control, ServeConfig, Server};
+use anyhow::Context as _;
+
+use super::Host;
+use super::deploy::SpecArgs;
+use crate::output::{InputError, error_chain, print_text};
+
+/// The audit trail's actor for what `dev` does.
+const ACTOR: &str = "dev";
+
+/// Arguments of `dev`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The host's state (its registry, audit trail, token and component state) \
+lives in DIR/target/airssys-dev, apart from any other state directory; \
+`cargo clean` removes it.\n\n\
+Grants, limits, configuration and the route are given as to `deploy` \
+(--allow, --memory, --config, --route...); the route defaults to /NAME. \
+The token of the control API is in DIR/target/airssys-dev/admin.token.")]
+pub(crate) struct Args {
+    /// The component's cargo project (a crate or a workspace).
+    #[arg(value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+
+    /// The package to build, in a workspace.
+    #[arg(long, value_name = "PACKAGE")]
+    package: Option<String>,
+
+    /// The name it is deployed under (default: the name the component
+    /// declares, else its file's).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+
+    #[command(flatten)]
+    spec: SpecArgs,
+
+    /// Where HTTP requests for the route arrive.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+
+    /// Where the control API, /healthz, /readyz and /metrics are served.
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    admin_listen: SocketAddr,
+
+    /// Dev versions kept; older ones' bytes and compiled code are
+    /// collected (never the one serving nor the one before it).
+    #[arg(long, default_value_t = 3, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    keep: u64,
+}
+
+pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
+    let project = args.dir.canonicalize().map_err(|e| {
+        InputError(format!(
+            "{}: {e}; give the directory of a cargo project",
+            args.dir.display()
+        ))
+    })?;
+    if !project.join("Cargo.toml").is_file() {
+        return Err(InputError(format!(
+            "{} has no Cargo.toml: `dev` builds a cargo project (a crate that builds a component for wasm32-wasip2)",
+            project.display()
+        ))
+        .into());
+    }
+    let state = project.join("target").join("airssys-dev");
+    std::fs::create_dir_all(project.join("target"))
+        .with_context(|| format!("creating {}", project.join("target").display()))?;
+    let dir = StateDir::open(&state)?;
+    let config = ServeConfig::default()
+        .listen(args.listen)
+        .admin_listen(args.admin_listen);
+    let server = Server::bind(dir, super::serve::runtime(&host), config).await?;
+    let ingress = server.ingress_addr();
+    print_text(&format!(
+        "airssys-wasm dev: {}\n  ingress  http://{ingress}\n  admin    http://{}  (control API under /v1, /metrics)\n  token    {}\n",
+        project.display(),
+        server.admin_addr(),
+        server.token_path().display(),
+    ))?;
+    let control = server.control();
+    let (stop_host, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    // Changes under DIR, apart from build output and hidden files.
+    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let watched = project.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && matters(&watched, &event)
+        {
+            let _ = changed.send(());
+        }
+    })
+    .context("watching for changes")?;
+    notify::Watcher::watch(&mut watcher, &project, notify::RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", project.display()))?;
+
+    let mut dev = Dev {
+        args,
+        project,
+        control,
+        ingress,
+        serving: None,
+    };
+    let stop = super::serve::stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = dev.build_and_serve() => {}
+            () = &mut stop => break,
+        }
+        print_text("watching for changes (Ctrl-C stops)\n")?;
+        tokio::select! {
+            Some(()) = changes.recv() => {}
+            () = &mut stop => break,
+        }
+        // An editor's save is several events: wait until they stop.
+        while let Ok(Some(())) =
+            tokio::time::timeout(Duration::from_millis(200), changes.recv()).await
+        {}
+    }
+    drop(watcher);
+    let _ = stop_host.send(());
+    running.await.context("the host task")??;
+    print_text("stopped\n")?;
+    Ok(crate::exit::OK)
+}
+
+/// Whether a file event should trigger a build: content, creation,
+/// removal or renaming of a file outside `target/` and hidden
+/// directories, and not an editor's backup or swap file.
+fn matters(project: &Path, event: &notify::Event) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    let kind = matches!(
+        event.kind,
+        EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any)
+    );
+    kind && event.paths.iter().any(|p| {
+        let Ok(rel) = p.strip_prefix(project) else {
+            return false;
+        };
+        let hidden_or_built = rel.components().any(|c| {
+            let c = c.as_os_str().to_string_lossy();
+            c == "target" || c.starts_with('.')
+        });
+        let name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        !hidden_or_built && !name.ends_with('~') && !name.ends_with(".swp")
+    })
+}
+
+struct Dev {
+    args: Args,
+    project: PathBuf,
+    control: Control,
+    ingress: SocketAddr,
+    /// The name and version serving, once one does.
+    serving: Option<(String, String)>,
+}
+
+impl Dev {
+    /// Build, and serve what was built if it changed; say what happened.
+    async fn build_and_serve(&mut self) {
+        let started = Instant::now();
+        let (project, package) = (self.project.clone(), self.args.package.clone());
+        let built =
+            tokio::task::spawn_blocking(move || super::build::cargo(&project, package.as_deref()))
+                .await;
+        let wasm = match built {
+            Ok(Ok(wasm)) => wasm,
+            Ok(Err(e)) => return self.failed("the build failed", &e),
+            Err(e) => return self.failed("the build failed", &anyhow::Error::new(e)),
+        };
+        match self.serve(&wasm, started).await {
+            Ok(said) => {
+                let _ = print_text(&said);
+            }
+            Err(e) => self.failed("not served", &e),
+        }
+    }
+
+    fn failed(&self, what: &str, e: &anyhow::Error) {
+        let serving = match &self.serving {
+            Some((name, version)) => format!("{name} {version} keeps serving"),
+            None => "nothing serves yet".into(),
+        };
+        let _ = print_text(&format!("{what}: {}\n{serving}\n", error_chain(e)));
+    }
+
+    /// Publish and deploy the component at `wasm` unless it is what serves
+    /// already; collect old dev versions. What to print.
+    async fn serve(&mut self, wasm: &Path, started: Instant) -> anyhow::Result<String> {
+        let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+        let file_name = wasm
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace('_', "-"))
+            .unwrap_or_else(|| "component".into());
+        let info = ComponentInfo::read(&file_name, &bytes)?;
+        let name = self
+            .args
+            .name
+            .clone()
+            .or_else(|| info.metadata.as_ref().map(|m| m.name.clone()))
+            .unwrap_or(file_name);
+        let base = info
+            .metadata
+            .as_ref()
+            .and_then(|m| semver::Version::parse(&m.version).ok())
+            .map(|mut v| {
+                v.pre = semver::Prerelease::EMPTY;
+                v.build = semver::BuildMetadata::EMPTY;
+                v
+            })
+            .unwrap_or_else(|| semver::Version::new(0, 1, 0));
+        let digest = info.digest.to_string();
+        let versions = self.control.versions(&name).await?;
+        // The same bytes as a dev version already published: that version
+        // again (published anew if its bytes were collected).
+        let prefix = format!("{base}-dev.");
+        let dev_number = |v: &str| v.strip_prefix(&prefix).and_then(|n| n.parse::<u64>().ok());
+        let version = match versions
+            .iter()
+            .find(|p| p.digest == digest && dev_number(&p.version).is_some())
+        {
+            Some(p) => p.version.clone(),
+            None => {
+                let next = versions
+                    .iter()
+                    .filter_map(|p| dev_number(&p.version))
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                format!("{prefix}{next}")
+            }
+        };
+        let active = self.control.active(&name).await?;
+        if active.as_ref().is_some_and(|a| a.version == version) {
+            self.serving = Some((name.clone(), version.clone()));
+            return Ok(format!("no change: {name} {version} serves\n"));
+        }
+        self.control
+            .publish_unsigned(&name, &version, &bytes, ACTOR)
+            .await?;
+        let mut spec = self
+            .args
+            .spec
+            .spec(&name, &version)?
+            .unwrap_or_else(|| DeploySpec::new(&name, &version));
+        let route = spec.route.get_or_insert_with(|| format!("/{name}")).clone();
+        // A development build may change its contract at will.
+        self.control.deploy(spec, true, ACTOR).await?;
+        self.serving = Some((name.clone(), version.clone()));
+        let mut said = format!(
+            "built {name} {version} in {:.1}s; serving it on http://{}{route}\n",
+            started.elapsed().as_secs_f64(),
+            self.ingress
+        );
+        let keep = usize::try_from(self.args.keep).unwrap_or(usize::MAX);
+        match self.control.gc(keep, ACTOR).await {
+            Ok(c) if !c.pruned.is_empty() => {
+                said.push_str(&format!("collected {}\n", c.pruned.join(", ")));
+            }
+            Ok(_) => {}
+            Err(e) => said.push_str(&format!("warning: collecting old versions: {e}\n")),
+        }
+        Ok(said)
+    }
+}
