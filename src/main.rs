@@ -265,7 +265,29 @@ fn init_logging(
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().with_current_span(true).boxed(),
     };
-    let otel = traces.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("airssys-wasm")));
+    // The exporter's own HTTP client is never traced into itself.
+    let quiet = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::TRACE)
+        .with_target(
+            "opentelemetry",
+            tracing_subscriber::filter::LevelFilter::OFF,
+        )
+        .with_target(
+            "opentelemetry_sdk",
+            tracing_subscriber::filter::LevelFilter::OFF,
+        )
+        .with_target(
+            "opentelemetry_otlp",
+            tracing_subscriber::filter::LevelFilter::OFF,
+        )
+        .with_target("reqwest", tracing_subscriber::filter::LevelFilter::OFF)
+        .with_target("hyper_util", tracing_subscriber::filter::LevelFilter::OFF)
+        .with_target("hyper", tracing_subscriber::filter::LevelFilter::OFF);
+    let otel = traces.map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("airssys-wasm"))
+            .with_filter(quiet)
+    });
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)

@@ -31,6 +31,16 @@ fn package_name(msg: &serde_json::Value) -> Option<String> {
 /// Build the package in `dir` (or `package` of the workspace there) and
 /// return the component file it produced.
 pub(crate) fn cargo(dir: &Path, package: Option<&str>) -> anyhow::Result<PathBuf> {
+    let out = cargo_command(dir, package)
+        .output()
+        .with_context(|| format!("cannot run cargo to build {}", dir.display()))?;
+    artifact(&out, dir, package)
+}
+
+/// The `cargo build` of the package in `dir` (or `package` of the
+/// workspace there) for wasm32-wasip2: diagnostics to the terminal, the
+/// artifact list to a pipe.
+pub(crate) fn cargo_command(dir: &Path, package: Option<&str>) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
@@ -43,13 +53,18 @@ pub(crate) fn cargo(dir: &Path, package: Option<&str>) -> anyhow::Result<PathBuf
     if let Some(p) = package {
         cmd.arg("--package").arg(p);
     }
-    // Diagnostics and progress go to the terminal; the artifact list is
-    // read from stdout.
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     tracing::info!(dir = %dir.display(), "building the component with cargo");
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run cargo to build {}", dir.display()))?;
+    cmd
+}
+
+/// The component file a finished `cargo_command` produced, or why there
+/// is none.
+pub(crate) fn artifact(
+    out: &std::process::Output,
+    dir: &Path,
+    package: Option<&str>,
+) -> anyhow::Result<PathBuf> {
     if !out.status.success() {
         bail!(InputError(format!(
             "building {} failed (cargo exited with {}); its messages are above. \

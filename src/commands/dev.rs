@@ -80,6 +80,10 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
         ))
         .into());
     }
+    // Flags that cannot make a deployment are refused now, not at each
+    // build.
+    args.spec.spec("check", "0.0.0")?;
+    let built = target_dir(&project).await;
     let state = project.join("target").join("airssys-dev");
     std::fs::create_dir_all(project.join("target"))
         .with_context(|| format!("creating {}", project.join("target").display()))?;
@@ -96,60 +100,143 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
         server.token_path().display(),
     ))?;
     let control = server.control();
+    // What the last session left serving, until the first build.
+    let serving = match control.status().await?.as_slice() {
+        [one] => Some((one.name.clone(), one.version.clone())),
+        _ => None,
+    };
     let (stop_host, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
+    let mut running = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
 
-    // Changes under DIR, apart from build output and hidden files.
+    // Changes under DIR, apart from build output and hidden paths: the
+    // top level is watched alone, each directory in it recursively (so
+    // the build output is never watched at all).
     let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel();
-    let watched = project.clone();
+    let (watched, skip) = (project.clone(), built.clone());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
-            && matters(&watched, &event)
+            && matters(&watched, &skip, &event)
         {
-            let _ = changed.send(());
+            let _ = changed.send(event);
         }
     })
     .context("watching for changes")?;
-    notify::Watcher::watch(&mut watcher, &project, notify::RecursiveMode::Recursive)
-        .with_context(|| format!("watching {}", project.display()))?;
+    watch(&mut watcher, &project, notify::RecursiveMode::NonRecursive)?;
+    for entry in std::fs::read_dir(&project)
+        .with_context(|| format!("listing {}", project.display()))?
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() && !skipped(&project, &built, &path) {
+            watch(&mut watcher, &path, notify::RecursiveMode::Recursive)?;
+        }
+    }
 
     let mut dev = Dev {
         args,
-        project,
+        project: project.clone(),
         control,
         ingress,
-        serving: None,
+        serving,
     };
     let stop = super::serve::stop_signal();
     tokio::pin!(stop);
-    loop {
+    let ended = 'work: loop {
         tokio::select! {
             () = dev.build_and_serve() => {}
-            () = &mut stop => break,
+            () = &mut stop => break 'work None,
+            r = &mut running => break 'work Some(r),
         }
         print_text("watching for changes (Ctrl-C stops)\n")?;
-        tokio::select! {
-            Some(()) = changes.recv() => {}
-            () = &mut stop => break,
+        // An editor's save is several events: the build starts once they
+        // stop for 200 ms.
+        let mut pending = false;
+        loop {
+            let quiet = tokio::time::sleep(Duration::from_millis(200));
+            tokio::select! {
+                event = changes.recv() => {
+                    let Some(event) = event else { break 'work None };
+                    pending = true;
+                    // A directory made at the top level is watched too.
+                    for path in &event.paths {
+                        if path.parent() == Some(project.as_path()) && path.is_dir() {
+                            let _ = watch(&mut watcher, path, notify::RecursiveMode::Recursive);
+                        }
+                    }
+                }
+                () = quiet, if pending => break,
+                () = &mut stop => break 'work None,
+                r = &mut running => break 'work Some(r),
+            }
         }
-        // An editor's save is several events: wait until they stop.
-        while let Ok(Some(())) =
-            tokio::time::timeout(Duration::from_millis(200), changes.recv()).await
-        {}
-    }
+    };
     drop(watcher);
-    let _ = stop_host.send(());
-    running.await.context("the host task")??;
+    let result = match ended {
+        // The host stopped by itself: say why.
+        Some(r) => r,
+        None => {
+            let _ = stop_host.send(());
+            running.await
+        }
+    };
+    result.context("the host task")??;
     print_text("stopped\n")?;
     Ok(crate::exit::OK)
 }
 
+fn watch(
+    watcher: &mut notify::RecommendedWatcher,
+    path: &Path,
+    mode: notify::RecursiveMode,
+) -> anyhow::Result<()> {
+    notify::Watcher::watch(watcher, path, mode)
+        .with_context(|| format!("watching {} for changes", path.display()))
+}
+
+/// Where cargo puts what it builds for `project` (`cargo metadata`), when
+/// that is inside it; `DIR/target` when cargo cannot say.
+async fn target_dir(project: &Path) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = tokio::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(project.join("Cargo.toml"))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await;
+    out.ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| v["target_directory"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| project.join("target"))
+}
+
+/// Whether `path` is build output or hidden (not watched, no trigger).
+fn skipped(project: &Path, built: &Path, path: &Path) -> bool {
+    if path.starts_with(built) {
+        return true;
+    }
+    let Ok(rel) = path.strip_prefix(project) else {
+        return true;
+    };
+    rel.components().any(|c| {
+        let c = c.as_os_str().to_string_lossy();
+        c == "target" || c.starts_with('.')
+    })
+}
+
 /// Whether a file event should trigger a build: content, creation,
-/// removal or renaming of a file outside `target/` and hidden
-/// directories, and not an editor's backup or swap file.
-fn matters(project: &Path, event: &notify::Event) -> bool {
+/// removal or renaming of a file outside the build output and hidden
+/// paths, and not an editor's backup or swap file.
+fn matters(project: &Path, built: &Path, event: &notify::Event) -> bool {
     use notify::EventKind;
     use notify::event::ModifyKind;
     let kind = matches!(
@@ -159,18 +246,11 @@ fn matters(project: &Path, event: &notify::Event) -> bool {
             | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any)
     );
     kind && event.paths.iter().any(|p| {
-        let Ok(rel) = p.strip_prefix(project) else {
-            return false;
-        };
-        let hidden_or_built = rel.components().any(|c| {
-            let c = c.as_os_str().to_string_lossy();
-            c == "target" || c.starts_with('.')
-        });
-        let name = rel
+        let name = p
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        !hidden_or_built && !name.ends_with('~') && !name.ends_with(".swp")
+        !skipped(project, built, p) && !name.ends_with('~') && !name.ends_with(".swp")
     })
 }
 
@@ -187,14 +267,22 @@ impl Dev {
     /// Build, and serve what was built if it changed; say what happened.
     async fn build_and_serve(&mut self) {
         let started = Instant::now();
-        let (project, package) = (self.project.clone(), self.args.package.clone());
+        let package = self.args.package.as_deref();
+        // A stop during the build drops this future: the child goes with it.
         let built =
-            tokio::task::spawn_blocking(move || super::build::cargo(&project, package.as_deref()))
+            tokio::process::Command::from(super::build::cargo_command(&self.project, package))
+                .kill_on_drop(true)
+                .output()
                 .await;
         let wasm = match built {
-            Ok(Ok(wasm)) => wasm,
-            Ok(Err(e)) => return self.failed("the build failed", &e),
-            Err(e) => return self.failed("the build failed", &anyhow::Error::new(e)),
+            Ok(out) => match super::build::artifact(&out, &self.project, package) {
+                Ok(wasm) => wasm,
+                Err(e) => return self.failed("the build failed", &e),
+            },
+            Err(e) => {
+                let e = anyhow::Error::new(e).context("cannot run cargo");
+                return self.failed("the build failed", &e);
+            }
         };
         match self.serve(&wasm, started).await {
             Ok(said) => {
@@ -258,20 +346,22 @@ impl Dev {
                 format!("{prefix}{next}")
             }
         };
-        let active = self.control.active(&name).await?;
-        if active.as_ref().is_some_and(|a| a.version == version) {
-            self.serving = Some((name.clone(), version.clone()));
-            return Ok(format!("no change: {name} {version} serves\n"));
-        }
-        self.control
-            .publish_unsigned(&name, &version, &bytes, ACTOR)
-            .await?;
         let mut spec = self
             .args
             .spec
             .spec(&name, &version)?
             .unwrap_or_else(|| DeploySpec::new(&name, &version));
         let route = spec.route.get_or_insert_with(|| format!("/{name}")).clone();
+        // The same version with the same grants, limits and route: nothing
+        // to do. (Flags changed since the last session redeploy it.)
+        let active = self.control.active(&name).await?;
+        if active.as_ref().is_some_and(|a| a.spec == spec) {
+            self.serving = Some((name.clone(), version.clone()));
+            return Ok(format!("no change: {name} {version} serves\n"));
+        }
+        self.control
+            .publish_unsigned(&name, &version, &bytes, ACTOR)
+            .await?;
         // A development build may change its contract at will.
         self.control.deploy(spec, true, ACTOR).await?;
         self.serving = Some((name.clone(), version.clone()));

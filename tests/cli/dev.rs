@@ -101,27 +101,21 @@ impl Lines {
     }
 }
 
-#[test]
-fn dev_rebuilds_and_upgrades_on_every_change_without_failing_a_request() {
-    let cli = Cli::new();
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("greeter");
-    project(&dir);
-    // The guests' target directory: the SDK and its dependencies are built
-    // there already.
-    let guests = Path::new(ECHO).ancestors().nth(3).unwrap();
+/// `dev DIR` on ports the system picks, with `extra` flags, building in
+/// `target`; what it prints comes line by line.
+fn start(cli: &Cli, dir: &Path, target: &Path, extra: &[&str]) -> (std::process::Child, Lines) {
+    let mut args = vec![
+        "dev",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
     let mut dev = cli
-        .cmd(&[
-            "dev",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--keep",
-            "2",
-        ])
-        .env("CARGO_TARGET_DIR", guests)
+        .cmd(&args)
+        .env("CARGO_TARGET_DIR", target)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -133,10 +127,25 @@ fn dev_rebuilds_and_upgrades_on_every_change_without_failing_a_request() {
             let _ = tx.send(line);
         }
     });
-    let mut lines = Lines {
-        rx,
-        seen: Vec::new(),
-    };
+    (
+        dev,
+        Lines {
+            rx,
+            seen: Vec::new(),
+        },
+    )
+}
+
+#[test]
+fn dev_rebuilds_and_upgrades_on_every_change_without_failing_a_request() {
+    let cli = Cli::new();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("greeter");
+    project(&dir);
+    // The guests' target directory: the SDK and its dependencies are built
+    // there already.
+    let guests = Path::new(ECHO).ancestors().nth(3).unwrap();
+    let (mut dev, mut lines) = start(&cli, &dir, guests, &["--keep", "2"]);
     let addr = |line: String| {
         line.split("http://")
             .nth(1)
@@ -242,4 +251,22 @@ fn dev_rebuilds_and_upgrades_on_every_change_without_failing_a_request() {
         .unwrap();
     assert_eq!(dev.wait().unwrap().code(), Some(0));
     lines.wait_for("stopped", None);
+
+    // Started again with another route: the same bytes, the same version,
+    // deployed again because the flags changed.
+    let (mut dev, mut lines) = start(&cli, &dir, guests, &["--route", "/hi"]);
+    let ingress = addr(lines.wait_for("ingress", None));
+    let again = lines.wait_for("built greeter", Some("failed"));
+    assert!(
+        again.starts_with("built greeter 0.3.0-dev.3 in ")
+            && again.ends_with(&format!("serving it on http://{ingress}/hi")),
+        "{again}"
+    );
+    let (status, _, body) = exchange(&ingress, "POST", "/hi", "again");
+    assert_eq!((status, body.as_str()), (200, "again"));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &dev.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(dev.wait().unwrap().code(), Some(0));
 }

@@ -422,7 +422,7 @@ fn serve_sends_request_spans_to_an_otlp_endpoint() {
     let request = got
         .spans
         .iter()
-        .find(|s| s.name == "request")
+        .find(|s| s.name.starts_with("GET "))
         .unwrap_or_else(|| panic!("no request span in {:?}", got.spans));
     let attr = |key: &str| {
         request
@@ -448,6 +448,13 @@ fn serve_sends_request_spans_to_an_otlp_endpoint() {
     assert_eq!(attr("http.request.method"), "GET");
     assert_eq!(attr("url.path"), "/echo/x");
     assert_eq!(attr("http.response.status_code"), "200");
+    assert_eq!(attr("http.route"), "/echo");
+    // A server span named as OpenTelemetry's HTTP conventions say.
+    assert_eq!(request.name, "GET /echo");
+    assert_eq!(
+        request.kind,
+        opentelemetry_proto::tonic::trace::v1::span::SpanKind::Server as i32
+    );
     assert_eq!(request.trace_id.len(), 16);
     // The guest's own log line is an event of the span.
     assert!(

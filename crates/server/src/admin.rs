@@ -89,19 +89,65 @@ const ADMIN_CONNECTIONS: usize = 64;
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     host: Arc<Host>,
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: crate::listen::Stop,
 ) {
-    let grace = host.config.grace;
     let service = hyper_util::service::TowerToHyperService::new(router(host));
-    crate::listen::listen(listener, service, ADMIN_CONNECTIONS, stop, grace).await;
+    crate::listen::listen(listener, service, ADMIN_CONNECTIONS, stop).await;
 }
 
 /// The control API's OpenAPI document (also served at
 /// `/v1/openapi.json`, and committed as `docs/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api(0).split_for_parts().1;
+    common_responses(&mut doc);
     doc.merge(open().split_for_parts().1);
     doc
+}
+
+/// The answers every `/v1` operation may give besides its own: no valid
+/// token (401), too many refusals (429); and, with a JSON body, a body too
+/// large (413), not JSON (415) or not the right fields (422).
+fn common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.post, &mut item.delete];
+        for op in operations.into_iter().flatten() {
+            let with_json = op
+                .request_body
+                .as_ref()
+                .is_some_and(|b| b.content.contains_key("application/json"));
+            let mut add = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description).into());
+            };
+            add(
+                "401",
+                "No valid bearer token (with `WWW-Authenticate: Bearer`)",
+            );
+            add(
+                "429",
+                "Too many requests without a valid token this minute (with `Retry-After`)",
+            );
+            if with_json {
+                add("413", "A body over 1 MiB");
+                add("415", "A body that is not `application/json`");
+                add("422", "Unknown field or wrong type");
+            }
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -304,6 +350,15 @@ fn shown(d: &Deployment) -> Deployment {
     d.redacted()
 }
 
+/// A component's bytes, as the body of a publish.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[expect(
+    dead_code,
+    reason = "a schema only: the handler reads the body as bytes"
+)]
+struct ComponentBytes(Vec<u8>);
+
 /// The version published.
 #[derive(serde::Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -311,8 +366,7 @@ fn shown(d: &Deployment) -> Deployment {
 struct PublishQuery {
     /// The component's name.
     name: String,
-    /// Its version (semver), which must be the component's own if it
-    /// declares one.
+    /// Its version (semver).
     version: String,
     /// Publish without a signature (development).
     #[serde(default)]
@@ -329,7 +383,7 @@ struct PublishQuery {
         PublishQuery,
         ("x-airssys-signature" = Option<String>, Header, description = "A detached signature, as JSON"),
     ),
-    request_body(content = Vec<u8>, content_type = "application/wasm",
+    request_body(content = ComponentBytes, content_type = "application/wasm",
         description = "The component's bytes, up to `--max-component-size`"),
     responses(
         (status = 200, description = "Published (or already there)", body = Published),
@@ -380,28 +434,62 @@ async fn components(State(host): Shared) -> ApiResult<Vec<Published>> {
     Ok(Json(d.registry_ref().versions(None)?))
 }
 
-/// What a deployment is made with.
-#[derive(serde::Deserialize, Default, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// What a deployment is made with, from a request body.
+#[derive(Default)]
 struct SpecBody {
-    /// The HTTP path prefix the ingress serves it on (`/hello`).
-    #[serde(default)]
     route: Option<String>,
-    /// Capabilities granted, in their string form (`fs:read:/data`).
-    #[serde(default)]
     allow: Vec<String>,
-    /// Capabilities denied, in their string form.
-    #[serde(default)]
     deny: Vec<String>,
-    /// Configuration the component reads.
-    #[serde(default)]
     config: BTreeMap<String, String>,
-    /// Memory limit in bytes.
-    #[serde(default)]
     memory: Option<u64>,
-    /// Time limit of a call in milliseconds.
-    #[serde(default)]
     timeout_ms: Option<u64>,
+}
+
+/// A request body with the fields that say what a deployment is made with
+/// (route, grants, limits, configuration) beside its own. They are
+/// written out in each body, not flattened: the document's schema of a
+/// flattened struct is an `allOf` whose closed parts reject each other's
+/// fields.
+macro_rules! with_spec_fields {
+    ($(#[$meta:meta])* struct $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        struct $name {
+            $($(#[$fmeta])* $field: $ty,)*
+            /// The HTTP path prefix the ingress serves it on (`/hello`).
+            #[serde(default)]
+            route: Option<String>,
+            /// Capabilities granted, in their string form
+            /// (`file-read:/data`).
+            #[serde(default)]
+            allow: Vec<String>,
+            /// Capabilities denied, in their string form.
+            #[serde(default)]
+            deny: Vec<String>,
+            /// Configuration the component reads.
+            #[serde(default)]
+            config: BTreeMap<String, String>,
+            /// Memory limit in bytes.
+            #[serde(default)]
+            memory: Option<u64>,
+            /// Time limit of a call in milliseconds.
+            #[serde(default)]
+            timeout_ms: Option<u64>,
+        }
+
+        impl $name {
+            /// The deployment fields, taken out.
+            fn take_spec(&mut self) -> SpecBody {
+                SpecBody {
+                    route: self.route.take(),
+                    allow: std::mem::take(&mut self.allow),
+                    deny: std::mem::take(&mut self.deny),
+                    config: std::mem::take(&mut self.config),
+                    memory: self.memory.take(),
+                    timeout_ms: self.timeout_ms.take(),
+                }
+            }
+        }
+    };
 }
 
 impl SpecBody {
@@ -426,19 +514,19 @@ impl SpecBody {
     }
 }
 
-/// A deployment to make.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct DeployBody {
-    /// The component.
-    name: String,
-    /// Its published version.
-    version: String,
-    /// Deploy over an active version even if the contract breaks.
-    #[serde(default)]
-    allow_breaking: bool,
-    #[serde(flatten)]
-    spec: SpecBody,
+with_spec_fields! {
+    /// A deployment to make.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    struct DeployBody {
+        /// The component.
+        name: String,
+        /// Its published version.
+        version: String,
+        /// Deploy over an active version even if the contract breaks.
+        #[serde(default)]
+        allow_breaking: bool,
+    }
 }
 
 /// Deploy a published version. Over an active one it is an immediate
@@ -458,13 +546,15 @@ async fn deploy(
     axum::Extension(Actor(actor)): By,
     body: Result<Json<DeployBody>, JsonRejection>,
 ) -> ApiResult<Deployment> {
-    let Json(b) = body?;
+    let Json(mut b) = body?;
+    let spec = b.take_spec();
     let mut d = host.deployer.lock().await;
     let active = d.status()?.iter().any(|r| r.name == b.name);
     let record = counted(
         &host,
-        "deploy",
-        if active && b.spec.is_empty() {
+        // Over an active version, as the audit trail says: an upgrade.
+        if active { "upgrade" } else { "deploy" },
+        if active && spec.is_empty() {
             // Over an active deployment without a spec: keep its grants,
             // limits, configuration and route, as the CLI does.
             d.upgrade(
@@ -477,7 +567,7 @@ async fn deploy(
             )
             .await
         } else {
-            let spec = b.spec.spec(&b.name, &b.version);
+            let spec = spec.spec(&b.name, &b.version);
             d.deploy(spec, b.allow_breaking, &actor).await
         },
     )?;
@@ -552,23 +642,23 @@ async fn deployment(State(host): Shared, Path(name): Path<String>) -> ApiResult<
     Ok(Json(status_row(&d, &active)?))
 }
 
-/// An upgrade to make.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct UpgradeBody {
-    /// The published version to upgrade to.
-    version: String,
-    /// `immediate` (default), `blue-green` or `canary`.
-    #[serde(default)]
-    strategy: Option<String>,
-    /// The canary's plan (with `strategy: canary`; default plan otherwise).
-    #[serde(default)]
-    canary: Option<Canary>,
-    /// Upgrade even if the contract breaks.
-    #[serde(default)]
-    allow_breaking: bool,
-    #[serde(flatten)]
-    spec: SpecBody,
+with_spec_fields! {
+    /// An upgrade to make.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    struct UpgradeBody {
+        /// The published version to upgrade to.
+        version: String,
+        /// `immediate` (default), `blue-green` or `canary`.
+        #[serde(default)]
+        strategy: Option<String>,
+        /// The canary's plan (with `strategy: canary`; default plan otherwise).
+        #[serde(default)]
+        canary: Option<Canary>,
+        /// Upgrade even if the contract breaks.
+        #[serde(default)]
+        allow_breaking: bool,
+    }
 }
 
 /// Upgrade a component with a strategy: `immediate` switches at once,
@@ -591,7 +681,8 @@ async fn upgrade(
     Path(name): Path<String>,
     body: Result<Json<UpgradeBody>, JsonRejection>,
 ) -> ApiResult<Deployment> {
-    let Json(b) = body?;
+    let Json(mut b) = body?;
+    let spec = b.take_spec();
     let mut strategy: Strategy = b
         .strategy
         .as_deref()
@@ -611,7 +702,7 @@ async fn upgrade(
         }
         _ => {}
     }
-    let spec = (!b.spec.is_empty()).then(|| b.spec.spec(&name, &b.version));
+    let spec = (!spec.is_empty()).then(|| spec.spec(&name, &b.version));
     let mut d = host.deployer.lock().await;
     let record = counted(
         &host,
@@ -632,27 +723,26 @@ struct RollbackBody {
     to: Option<String>,
 }
 
-/// Roll back to the previous deployment, or to the one named: the body
-/// is optional.
+/// Roll back to the previous deployment, or to the one named. The body
+/// is optional: none, or JSON `null`, means the previous deployment.
 #[utoipa::path(post, path = "/v1/deployments/{name}/rollback", tag = "deployments",
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The component")),
     request_body(content = Option<RollbackBody>, description = "Optional"),
     responses(
         (status = 200, description = "The deployment active again, and the state writes left behind", body = Rollback),
-        (status = 400, description = "Nothing to roll back to", body = ErrorBody),
+        (status = 400, description = "Nothing to roll back to, or malformed JSON", body = ErrorBody),
+        (status = 415, description = "A body that is not `application/json`", body = ErrorBody),
+        (status = 422, description = "Unknown field or wrong type", body = ErrorBody),
     ))]
 async fn rollback(
     State(host): Shared,
     axum::Extension(Actor(actor)): By,
     Path(name): Path<String>,
-    body: Result<Json<RollbackBody>, JsonRejection>,
+    headers: http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Rollback> {
-    let b = match body {
-        Ok(Json(b)) => b,
-        Err(JsonRejection::MissingJsonContentType(_)) => RollbackBody::default(),
-        Err(e) => return Err(e.into()),
-    };
+    let b = optional_json::<RollbackBody>(&headers, &body?)?.unwrap_or_default();
     let mut d = host.deployer.lock().await;
     let mut done = counted(
         &host,
@@ -662,6 +752,39 @@ async fn rollback(
     host.refresh_routes(&mut d).await.map_err(internal)?;
     done.deployment = shown(&done.deployment);
     Ok(Json(done))
+}
+
+/// An optional JSON body: `None` when there is none (or it is `null`); a
+/// body of another content type is refused rather than ignored.
+fn optional_json<T: serde::de::DeserializeOwned>(
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("application/json")
+                || (v.starts_with("application/") && v.ends_with("+json"))
+        });
+    if !json {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body: send it as `Content-Type: application/json`, or send none".into(),
+        ));
+    }
+    serde_json::from_slice::<Option<T>>(body).map_err(|e| {
+        let status = match e.classify() {
+            serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, format!("the JSON body: {e}"))
+    })
 }
 
 /// Promote the component's canary now.
@@ -698,6 +821,7 @@ async fn abort(
 ) -> ApiResult<Deployment> {
     let mut d = host.deployer.lock().await;
     let record = counted(&host, "abort", d.abort(&name, &actor))?;
+    host.note_serving();
     Ok(Json(shown(&record)))
 }
 
@@ -752,10 +876,17 @@ struct Verification {
     responses(
         (status = 200, description = "The chain is whole", body = Verification),
         (status = 409, description = "The chain is broken: where", body = Verification),
+        (status = 500, description = "The trail could not be read", body = ErrorBody),
     ))]
 async fn verify(State(host): Shared) -> Result<(StatusCode, Json<Verification>), ApiError> {
     let d = host.deployer.lock().await;
     Ok(match d.registry_ref().verify_audit() {
+        // The trail could not be read: not a verdict on the chain.
+        Err(
+            e @ (airssys_wasm_deploy::Error::Database(_) | airssys_wasm_deploy::Error::Io { .. }),
+        ) => {
+            return Err(e.into());
+        }
         Ok(v) => (
             StatusCode::OK,
             Json(Verification {

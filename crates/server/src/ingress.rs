@@ -62,7 +62,7 @@ pub(crate) async fn handle(
             "the path must be absolute, without empty, `.` or `..` segments",
         ));
     }
-    let Some((name, route)) = host.route_for(&path) else {
+    let Some((prefix, name, route)) = host.route_for(&path) else {
         return Ok(text(StatusCode::NOT_FOUND, format!("no route for {path}")));
     };
     let started = std::time::Instant::now();
@@ -88,7 +88,8 @@ pub(crate) async fn handle(
     };
     let version = pick.active.deployment.version.clone();
     let component = pick.active.component.clone();
-    // OpenTelemetry's HTTP names beside ours, for the trace export.
+    // OpenTelemetry's HTTP names beside ours, for the trace export: a
+    // server span named `METHOD ROUTE`, an error from a 5xx.
     let span = tracing::info_span!(
         "request",
         component = %name,
@@ -96,13 +97,20 @@ pub(crate) async fn handle(
         deployment = pick.active.deployment.id,
         canary = pick.is_canary(),
         "http.request.method" = %method,
+        "http.route" = %prefix,
         "url.path" = %path,
         "http.response.status_code" = tracing::field::Empty,
+        "otel.kind" = "server",
+        "otel.name" = %format_args!("{method} {prefix}"),
+        "otel.status_code" = tracing::field::Empty,
     );
     let (response, ok) = serve_picked(&name, &version, &component, request, message)
         .instrument(span.clone())
         .await;
     span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     pick.finish(ok);
     host.metrics
         .request(&name, &version, response.status(), started.elapsed());
@@ -336,12 +344,11 @@ pub(crate) fn matches(route: &str, path: &str) -> bool {
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     host: Arc<Host>,
-    stop: tokio::sync::watch::Receiver<bool>,
-    grace: std::time::Duration,
+    stop: crate::listen::Stop,
 ) {
     let max = host.config.max_connections;
     let service = hyper::service::service_fn(move |req| handle(host.clone(), req));
-    crate::listen::listen(listener, service, max, stop, grace).await;
+    crate::listen::listen(listener, service, max, stop).await;
 }
 
 /// Where each route goes: longest route first.

@@ -160,14 +160,15 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    /// The component serving `path`, and its route.
-    pub(crate) fn route_for(&self, path: &str) -> Option<(String, Route)> {
+    /// The route prefix matching `path`, the component serving it, and its
+    /// route.
+    pub(crate) fn route_for(&self, path: &str) -> Option<(String, String, Route)> {
         self.routes
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .find(|(prefix, _, _)| ingress::matches(prefix, path))
-            .map(|(_, name, route)| (name.clone(), route.clone()))
+            .map(|(prefix, name, route)| (prefix.clone(), name.clone(), route.clone()))
     }
 
     /// Prepare every active deployment's route and rebuild the ingress
@@ -191,14 +192,6 @@ impl Host {
             }
             serving.push(route);
         }
-        // Series of versions that no longer serve are dropped.
-        let versions = serving
-            .iter()
-            .flat_map(|r| [r.current(), r.canary(), r.standby()])
-            .flatten()
-            .map(|a| (a.deployment.name.clone(), a.deployment.version.clone()))
-            .collect();
-        self.metrics.retain(versions);
         *self
             .routes
             .write()
@@ -207,13 +200,32 @@ impl Host {
             .serving
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = serving;
+        self.note_serving();
         Ok(())
+    }
+
+    /// Tell the metrics which versions serve now (primary, canary and a
+    /// blue-green standby): the series of the others are dropped.
+    pub(crate) fn note_serving(&self) {
+        let versions = self
+            .serving
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .flat_map(|r| [r.current(), r.canary(), r.standby()])
+            .flatten()
+            .map(|a| (a.deployment.name.clone(), a.deployment.version.clone()))
+            .collect();
+        self.metrics.retain(versions);
     }
 
     /// Persist the canary verdicts the routes reached, and count them.
     pub(crate) fn settle(&self, deployer: &mut Deployer) {
         match deployer.settle() {
             Ok(changed) => {
+                if !changed.is_empty() {
+                    self.note_serving();
+                }
                 for r in changed {
                     tracing::info!(component = %r.name, version = %r.version, state = %r.state, "canary settled");
                     let action = if r.state == "active" {
@@ -255,12 +267,15 @@ impl Server {
     ) -> Result<Self, Error> {
         let token = auth::Token::load_or_create(&dir.path().join("admin.token"))?;
         let serving = metrics::Serving::default();
-        let metrics = Arc::new(metrics::Metrics::new(serving.clone()));
-        // Denials are counted, then go where they went.
-        let counted = metrics.clone();
+        let metrics = Arc::new(metrics::Metrics::new(serving.clone(), runtime.fuel));
+        // Denials are counted, then go where they went. (Weak: the
+        // metrics reach the runtime through the routes they read.)
+        let counted = Arc::downgrade(&metrics);
         let outer = runtime.audit.clone();
         let runtime = runtime.audit(airssys_wasm_runtime::AuditSink::new(move |event| {
-            counted.denial(&event);
+            if let Some(metrics) = counted.upgrade() {
+                metrics.denial(&event);
+            }
             if let Some(outer) = &outer {
                 outer.send(event);
             }
@@ -323,9 +338,8 @@ impl Server {
     /// then let requests in flight finish (within the grace period).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let host = self.host.clone();
-        let (stop_ingress, ingress_rx) = tokio::sync::watch::channel(false);
-        let (stop_admin, admin_rx) = tokio::sync::watch::channel(false);
-        let grace = host.config.grace;
+        let (stop_ingress, ingress_rx) = tokio::sync::watch::channel(None);
+        let (stop_admin, admin_rx) = tokio::sync::watch::channel(None);
         let admin = tokio::spawn(admin::serve(self.admin, host.clone(), admin_rx.clone()));
         {
             let mut d = host.deployer.lock().await;
@@ -334,21 +348,17 @@ impl Server {
         host.ready.store(true, Ordering::SeqCst);
         tracing::info!("ready");
         let settle = tokio::spawn(settle_loop(host.clone(), admin_rx));
-        let ingress = tokio::spawn(ingress::serve(
-            self.ingress,
-            host.clone(),
-            ingress_rx,
-            grace,
-        ));
+        let ingress = tokio::spawn(ingress::serve(self.ingress, host.clone(), ingress_rx));
         shutdown.await;
         // Not ready while the ingress drains (the admin listener still
-        // answers /readyz), then the admin listener stops too, within the
-        // same grace.
+        // answers /readyz), then the admin listener stops too: both within
+        // the one grace period, after which the listener loops cut what is
+        // still open.
+        let deadline = tokio::time::Instant::now() + host.config.grace;
         host.ready.store(false, Ordering::SeqCst);
-        let _ = stop_ingress.send(true);
+        let _ = stop_ingress.send(Some(deadline));
         let _ = ingress.await;
-        // The listener loop cuts what is still open after the grace period.
-        let _ = stop_admin.send(true);
+        let _ = stop_admin.send(Some(deadline));
         let _ = admin.await;
         let _ = settle.await;
         let mut d = host.deployer.lock().await;
@@ -400,11 +410,19 @@ impl Control {
         actor: &str,
     ) -> Result<airssys_wasm_deploy::Deployment, Error> {
         let mut d = self.host.deployer.lock().await;
+        let over = d.status()?.iter().any(|r| r.name == spec.name);
         let result = d.deploy(spec, allow_breaking, actor).await;
-        self.host.metrics.deploy("deploy", result.is_ok());
+        let action = if over { "upgrade" } else { "deploy" };
+        self.host.metrics.deploy(action, result.is_ok());
         let record = result?;
         self.host.refresh_routes(&mut d).await?;
         Ok(record)
+    }
+
+    /// Every active deployment.
+    pub async fn status(&self) -> Result<Vec<airssys_wasm_deploy::Deployment>, Error> {
+        let d = self.host.deployer.lock().await;
+        Ok(d.status()?)
     }
 
     /// `name`'s active deployment, if any.
@@ -438,7 +456,7 @@ impl Control {
 
 /// Persist canary verdicts as soon as a route reaches one, judge steps that
 /// end by time every second, and append the runtime's audit events.
-async fn settle_loop(host: Arc<Host>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn settle_loop(host: Arc<Host>, mut stop: listen::Stop) {
     let signal = host.deployer.lock().await.decision_signal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

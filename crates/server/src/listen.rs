@@ -11,13 +11,16 @@ use hyper::body::Incoming;
 
 use crate::ingress::BoxError;
 
-/// Serve `listener` with `service` until `stop` changes.
+/// When to stop: set to the end of the grace period.
+pub(crate) type Stop = tokio::sync::watch::Receiver<Option<tokio::time::Instant>>;
+
+/// Serve `listener` with `service` until `stop` is set, then let requests
+/// in flight finish until the deadline it holds.
 pub(crate) async fn listen<S, B>(
     listener: tokio::net::TcpListener,
     service: S,
     max_connections: usize,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    grace: Duration,
+    mut stop: Stop,
 ) where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -66,14 +69,12 @@ pub(crate) async fn listen<S, B>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let deadline = (*stop.borrow()).unwrap_or_else(tokio::time::Instant::now);
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!(
-            grace = ?grace,
-            "requests still in flight after the grace period were cut"
-        );
+        tracing::warn!("requests still in flight after the grace period were cut");
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}

@@ -53,9 +53,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// series are read from.
 pub(crate) type Serving = Arc<RwLock<Vec<Route>>>;
 
-/// Instances and fuel of each version serving (primary and canary), read
-/// at scrape: a version that stops serving leaves no series.
-struct Live(Serving);
+/// Instances and fuel (when metered) of each version serving (primary and
+/// canary), read at scrape: a version that stops serving leaves no series.
+struct Live {
+    serving: Serving,
+    fuel: bool,
+}
 
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,7 +69,7 @@ impl std::fmt::Debug for Live {
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let versions: Vec<(Version, usize, u64)> = self
-            .0
+            .serving
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
@@ -83,7 +86,8 @@ impl Collector for Live {
         let instances = Gauge::<i64>::default();
         let mut family = encoder.encode_descriptor(
             "instances",
-            "Instances alive now (calls running, each in its own store), by component and version",
+            "Instances alive now (calls running, each in its own store, or waiting their turn in a \
+             component that keeps state), by component and version",
             None,
             instances.metric_type(),
         )?;
@@ -91,6 +95,9 @@ impl Collector for Live {
             let g = Gauge::<i64>::default();
             g.set(i64::try_from(*running).unwrap_or(i64::MAX));
             g.encode(family.encode_family(labels)?)?;
+        }
+        if !self.fuel {
+            return Ok(());
         }
         let mut family = encoder.encode_descriptor(
             "fuel_consumed",
@@ -122,9 +129,9 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new(serving: Serving) -> Self {
+    pub(crate) fn new(serving: Serving, fuel: bool) -> Self {
         let mut registry = Registry::with_prefix("airssys");
-        registry.register_collector(Box::new(Live(serving)));
+        registry.register_collector(Box::new(Live { serving, fuel }));
         let deploys = Family::<Deploy, Counter>::default();
         registry.register(
             "deploys",
@@ -228,9 +235,8 @@ impl Metrics {
     /// its series is removed again at each scrape for a while.
     fn sweep(&self) {
         let mut retired = lock(&self.retired);
-        retired.retain(|_, since| since.elapsed() < RETIRED_SWEPT);
         for (component, version) in retired.keys() {
-            for status in 100..600 {
+            for status in 100..1000 {
                 self.requests.remove(&Request {
                     component: component.clone(),
                     version: version.clone(),
@@ -242,6 +248,7 @@ impl Metrics {
                 version: version.clone(),
             });
         }
+        retired.retain(|_, since| since.elapsed() < RETIRED_SWEPT);
     }
 
     /// Count one deployment operation.

@@ -804,5 +804,181 @@ async fn the_openapi_document_is_committed_served_and_routed() {
         .api("GET", "/v1/nothing", &serde_json::json!(null))
         .await;
     assert_eq!(r.status, 404, "{}", r.text());
+
+    // Real requests and answers match the document's schemas; and the
+    // schemas do refuse what they should.
+    let deployment = serde_json::json!({"$ref": "#/components/schemas/Deployment"});
+    let bad = violations(
+        &doc,
+        &deployment,
+        &serde_json::json!({"error": "x"}),
+        "a check",
+    );
+    assert!(!bad.is_empty());
+    let deploy_body = serde_json::json!({"$ref": "#/components/schemas/DeployBody"});
+    let bad = violations(
+        &doc,
+        &deploy_body,
+        &serde_json::json!({"name": "a", "version": "1.0.0", "colour": 1}),
+        "a check",
+    );
+    assert!(bad.iter().any(|e| e.contains("colour")), "{bad:?}");
+    let check = |method: &str, template: &str, request: Option<&serde_json::Value>, r: &Reply| {
+        let op = &doc["paths"][template][method.to_lowercase()];
+        assert!(op.is_object(), "{method} {template} is not in the document");
+        if let Some(request) = request {
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            conforms(
+                &doc,
+                schema,
+                request,
+                &format!("the request of {method} {template}"),
+            );
+        }
+        let answer = &op["responses"][r.status.to_string()];
+        assert!(
+            answer.is_object(),
+            "{method} {template} answered {}, which the document does not list: {}",
+            r.status,
+            r.text()
+        );
+        let schema = &answer["content"]["application/json"]["schema"];
+        conforms(
+            &doc,
+            schema,
+            &r.json(),
+            &format!("{method} {template} {}", r.status),
+        );
+    };
+    let r = host.publish(ECHO, "echo", "0.1.0").await;
+    check("POST", "/v1/components", None, &r);
+    ok(&host.publish(ECHO, "echo", "0.2.0").await);
+    let r = host
+        .api("GET", "/v1/components", &serde_json::json!(null))
+        .await;
+    check("GET", "/v1/components", None, &r);
+    let body = serde_json::json!({
+        "name": "echo", "version": "0.1.0", "route": "/echo",
+        "allow": ["system-call:config"], "config": {"greeting": "hi"}, "timeout_ms": 5000,
+    });
+    let r = host.api("POST", "/v1/deployments", &body).await;
+    ok(&r);
+    check("POST", "/v1/deployments", Some(&body), &r);
+    let body = serde_json::json!({"version": "0.2.0", "strategy": "immediate"});
+    let r = host
+        .api("POST", "/v1/deployments/echo/upgrade", &body)
+        .await;
+    ok(&r);
+    check("POST", "/v1/deployments/{name}/upgrade", Some(&body), &r);
+    for (method, template, concrete) in [
+        ("GET", "/v1/deployments", "/v1/deployments"),
+        ("GET", "/v1/deployments/{name}", "/v1/deployments/echo"),
+        (
+            "GET",
+            "/v1/deployments/{name}/history",
+            "/v1/deployments/echo/history",
+        ),
+        ("GET", "/v1/audit", "/v1/audit"),
+        ("GET", "/v1/audit/verify", "/v1/audit/verify"),
+        ("GET", "/v1/tokens", "/v1/tokens"),
+        (
+            "POST",
+            "/v1/deployments/{name}/promote",
+            "/v1/deployments/echo/promote",
+        ),
+        ("GET", "/v1/deployments/{name}", "/v1/deployments/ghost"),
+    ] {
+        let r = host.api(method, concrete, &serde_json::json!(null)).await;
+        check(method, template, None, &r);
+    }
+    // Rollback: no body, `null`, or `{"to": ...}`; a body of another type is
+    // refused, not ignored.
+    let auth = format!("Bearer {}", host.token);
+    let r = http(
+        host.admin,
+        "POST",
+        "/v1/deployments/echo/rollback",
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await;
+    ok(&r);
+    check("POST", "/v1/deployments/{name}/rollback", None, &r);
+    assert_eq!(r.json()["deployment"]["version"], "0.1.0");
+    let body = serde_json::json!({"to": "0.2.0"});
+    let r = host
+        .api("POST", "/v1/deployments/echo/rollback", &body)
+        .await;
+    check("POST", "/v1/deployments/{name}/rollback", Some(&body), &r);
+    assert_eq!(r.json()["deployment"]["version"], "0.2.0");
+    let r = http(
+        host.admin,
+        "POST",
+        "/v1/deployments/echo/rollback",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        br#"{"to":"0.1.0"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 415, "{}", r.text());
+    check("POST", "/v1/deployments/{name}/rollback", None, &r);
+    let r = host
+        .api(
+            "POST",
+            "/v1/deployments/echo/rollback",
+            &serde_json::json!({"to": 1, "x": 2}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let body = serde_json::json!({"name": "ci"});
+    let r = host.api("POST", "/v1/tokens", &body).await;
+    check("POST", "/v1/tokens", Some(&body), &r);
+    let r = host
+        .api("DELETE", "/v1/tokens/ci", &serde_json::json!(null))
+        .await;
+    check("DELETE", "/v1/tokens/{name}", None, &r);
+    let r = host
+        .api(
+            "POST",
+            "/v1/deployments",
+            &serde_json::json!({"name": "echo", "version": "0.1.0", "colour": 1}),
+        )
+        .await;
+    check("POST", "/v1/deployments", None, &r);
     host.stop().await;
+}
+
+/// `value` is valid under `schema` (from the OpenAPI document `doc`, whose
+/// `$ref`s point into its components).
+fn conforms(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    what: &str,
+) {
+    let errors = violations(doc, schema, value, what);
+    assert!(
+        errors.is_empty(),
+        "{what}: {value} does not match the document: {errors:?}"
+    );
+}
+
+/// Where `value` breaks `schema`.
+fn violations(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    what: &str,
+) -> Vec<String> {
+    assert!(schema.is_object(), "{what}: no JSON schema in the document");
+    let mut root = schema.clone();
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::draft202012::new(&root)
+        .unwrap_or_else(|e| panic!("{what}: the document's schema does not compile: {e}"));
+    validator
+        .iter_errors(value)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
 }
