@@ -107,9 +107,12 @@ impl Shared {
         }
     }
 
-    /// Add what a call's store consumed of its fuel (nothing without fuel
-    /// metering).
-    pub(crate) fn count_fuel(&self, store: &wasmtime::Store<HostCtx>) {
+    /// Add what a call's store consumed of its fuel, when the engine
+    /// meters fuel (`metered`).
+    pub(crate) fn count_fuel(&self, store: &wasmtime::Store<HostCtx>, metered: bool) {
+        if !metered {
+            return;
+        }
         if let Ok(left) = store.get_fuel() {
             let budget = self.limits.fuel.unwrap_or(u64::MAX);
             self.fuel_consumed.fetch_add(

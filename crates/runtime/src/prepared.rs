@@ -750,6 +750,7 @@ impl ComponentPre {
         let component = name.clone();
         let audit = self.inner.shared.audit.clone();
         let shared = self.inner.shared.clone();
+        let metered = self.inner.runtime.config().fuel;
         // The guest may keep running after it has sent the response head
         // (streaming the body), so it runs in its own task, holding the
         // permit until it ends.
@@ -767,7 +768,7 @@ impl ComponentPre {
                 Some(at) => tokio::time::timeout_at(at.into(), run).await,
                 None => Ok(run.await),
             };
-            shared.count_fuel(&store);
+            shared.count_fuel(&store, metered);
             let ok = matches!(r, Ok(Ok(())));
             if let Err(e) = store.data_mut().finish_state(ok) {
                 return Err(stopped(&audit, e));
@@ -1007,7 +1008,9 @@ impl ComponentPre {
                 None => Ok(run.await),
             }
         };
-        self.inner.shared.count_fuel(&store);
+        self.inner
+            .shared
+            .count_fuel(&store, self.inner.runtime.config().fuel);
         let audit = &self.inner.shared.audit;
         // A call that does not end well leaves no state behind.
         if !matches!(result, Ok(Ok(_))) {

@@ -45,6 +45,13 @@ pub(crate) async fn listen<S, B>(
                         continue;
                     }
                 };
+                // A response goes out in several writes (head, then body
+                // chunks as the guest streams them): without this, Nagle's
+                // algorithm holds a small write until the client's delayed
+                // ACK, up to 40 ms.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY");
+                }
                 let Ok(permit) = open.clone().try_acquire_owned() else {
                     // Over the connection cap: closed at once.
                     drop(stream);
