@@ -611,7 +611,7 @@ impl Deployer {
         {
             self.check_wit(p, spec, digest, &bytes, allow_breaking)?;
         }
-        let compiled = self.runtime.compile(&spec.name, &bytes)?;
+        let compiled = self.runtime.compile_async(&spec.name, &bytes).await?;
         let keeps_state = compiled
             .info
             .imports

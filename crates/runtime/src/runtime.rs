@@ -234,14 +234,35 @@ impl Runtime {
         })
     }
 
-    /// Compile `bytes` and prepare them for hosting with `options`.
+    /// [`Runtime::compile`] from async code: on tokio's blocking threads
+    /// when called on a tokio runtime, so a compilation (seconds for a
+    /// large component) does not hold a worker that serves requests;
+    /// inline otherwise.
+    pub async fn compile_async(&self, name: &str, bytes: &[u8]) -> Result<Compiled> {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return self.compile(name, bytes);
+        };
+        let (runtime, owned, bytes) = (self.clone(), name.to_string(), bytes.to_vec());
+        handle
+            .spawn_blocking(move || runtime.compile(&owned, &bytes))
+            .await
+            .map_err(|e| Error::Host {
+                component: name.to_string(),
+                context: "the compilation task failed".into(),
+                source: e.into(),
+            })?
+    }
+
+    /// Compile `bytes` (off the async workers, see
+    /// [`Runtime::compile_async`]) and prepare them for hosting with
+    /// `options`.
     pub async fn load(
         &self,
         name: &str,
         bytes: &[u8],
         options: PrepareOptions,
     ) -> Result<ComponentPre> {
-        let compiled = self.compile(name, bytes)?;
+        let compiled = self.compile_async(name, bytes).await?;
         self.prepare(compiled, options).await
     }
 

@@ -512,6 +512,7 @@ async fn bad_requests_get_a_clear_4xx_and_the_host_serves_on() {
             &serde_json::json!({
                 "name": "bad", "version": "0.1.0", "route": "/bad",
                 "allow": ["system-call:state", "system-call:config", "messaging:send:other", "messaging:publish:news"],
+                "timeout_ms": 1000,
             }),
         )
         .await);
@@ -534,6 +535,23 @@ async fn bad_requests_get_a_clear_4xx_and_the_host_serves_on() {
     );
     let r = http(host.ingress, "POST", "/echo", &[], b"fine").await;
     assert_eq!((r.status, r.text().as_str()), (200, "fine"));
+    // A guest that loops is stopped at its timeout (504) while the other
+    // route answers all along.
+    let ingress = host.ingress;
+    let looping = tokio::spawn(async move { http(ingress, "POST", "/bad", &[], b"loop").await });
+    let mut meanwhile = 0;
+    while !looping.is_finished() {
+        let r = http(host.ingress, "POST", "/echo", &[], b"fine").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "fine"));
+        meanwhile += 1;
+    }
+    let r = looping.await.unwrap();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (504, "the component timed out\n"),
+        "{r:?}"
+    );
+    assert!(meanwhile > 1, "{meanwhile}");
 
     // A request to a component not granted (`messaging:request:other`) is
     // denied, answered, and counted; the fuel of the calls is counted.
@@ -556,7 +574,13 @@ async fn bad_requests_get_a_clear_4xx_and_the_host_serves_on() {
             .parse()
             .unwrap()
     };
-    assert!(fuel("echo") > 0 && fuel("bad") > fuel("echo"), "{metrics}");
+    assert!(fuel("echo") > 0 && fuel("bad") > 0, "{metrics}");
+    // The stopped loop is counted as such.
+    assert!(
+        metrics.lines().any(|l| l
+            == r#"airssys_denials_total{component="bad",capability="limit:timeout",decision="stopped"} 1"#),
+        "{metrics}"
+    );
     host.stop().await;
 }
 
@@ -981,4 +1005,60 @@ fn violations(
         .iter_errors(value)
         .map(|e| format!("{e} at {}", e.instance_path()))
         .collect()
+}
+
+/// A deployment that compiles does not hold the threads that serve: on a
+/// runtime of one thread, the ingress keeps answering while a new
+/// component compiles.
+#[tokio::test(flavor = "current_thread")]
+async fn a_deployment_compiles_off_the_threads_that_serve() {
+    let root = tempfile::tempdir().unwrap();
+    let host = Running::start(&root.path().join("st")).await;
+    ok(&host.publish(ECHO, "echo", "0.1.0").await);
+    ok(&host
+        .api(
+            "POST",
+            "/v1/deployments",
+            &serde_json::json!({"name": "echo", "version": "0.1.0", "route": "/echo"}),
+        )
+        .await);
+    let fresh = root.path().join("hello.wasm");
+    std::fs::copy(HELLO_HTTP, &fresh).unwrap();
+    ok(&host
+        .publish(fresh.to_str().unwrap(), "hello", "0.1.0")
+        .await);
+    let admin = host.admin;
+    let auth = format!("Bearer {}", host.token);
+    let deploying = tokio::spawn(async move {
+        let body = serde_json::json!({"name": "hello", "version": "0.1.0", "route": "/hello"});
+        http(
+            admin,
+            "POST",
+            "/v1/deployments",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+        .await
+    });
+    let mut answered = 0;
+    while !deploying.is_finished() {
+        let r = http(host.ingress, "POST", "/echo", &[], b"meanwhile").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "meanwhile"));
+        answered += 1;
+    }
+    let deployed = deploying.await.unwrap();
+    ok(&deployed);
+    let compiled = http(host.admin, "GET", "/metrics", &[], b"").await.text();
+    assert!(
+        compiled.lines().any(|l| l == "airssys_compilations 2"),
+        "{compiled}"
+    );
+    assert!(
+        answered >= 5,
+        "only {answered} answer(s) while hello compiled"
+    );
+    host.stop().await;
 }
