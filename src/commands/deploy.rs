@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use airssys_wasm_deploy::{
-    DeploySpec, Deployer, Deployment, Rollback, StateDir, StateUsage, Strategy,
+    Canary, DeploySpec, Deployer, Deployment, Rollback, StateDir, StateUsage, Strategy,
 };
 use airssys_wasm_runtime::{Grants, RuntimeConfig};
 use anyhow::bail;
@@ -123,6 +123,84 @@ pub(crate) struct UpgradeArgs {
     /// Print a JSON object instead of text.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    canary: CanaryPlanArgs,
+}
+
+/// The plan of a canary (`--strategy canary`); what is not given keeps
+/// its default.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Canary plan (with --strategy canary)")]
+pub(crate) struct CanaryPlanArgs {
+    /// The canary's share of calls at each step, in percent, increasing
+    /// [default: 10,50].
+    #[arg(
+        long = "canary-steps",
+        value_name = "PERCENT,...",
+        value_delimiter = ','
+    )]
+    steps: Vec<u8>,
+
+    /// Canary calls that pass a step that stayed within the thresholds
+    /// [default: 100].
+    #[arg(long = "canary-step-calls", value_name = "N")]
+    step_calls: Option<u64>,
+
+    /// Time that passes a step that stayed within the thresholds and saw
+    /// --canary-min-calls [default: 60s].
+    #[arg(long = "canary-step-time", value_name = "DURATION", value_parser = super::parse_duration)]
+    step_time: Option<std::time::Duration>,
+
+    /// Canary calls a step must see before it is judged [default: 20].
+    #[arg(long = "canary-min-calls", value_name = "N")]
+    min_calls: Option<u64>,
+
+    /// Highest share of failed canary calls in a step, 0 to 1
+    /// [default: 0.05].
+    #[arg(long = "canary-max-error-rate", value_name = "RATE")]
+    max_error_rate: Option<f64>,
+
+    /// Highest p99 latency of the canary's calls in a step [default:
+    /// none].
+    #[arg(long = "canary-max-p99", value_name = "DURATION", value_parser = super::parse_duration)]
+    max_p99: Option<std::time::Duration>,
+}
+
+impl CanaryPlanArgs {
+    fn given(&self) -> bool {
+        !self.steps.is_empty()
+            || self.step_calls.is_some()
+            || self.step_time.is_some()
+            || self.min_calls.is_some()
+            || self.max_error_rate.is_some()
+            || self.max_p99.is_some()
+    }
+
+    /// The default plan with what was given.
+    fn plan(&self) -> anyhow::Result<Canary> {
+        let mut plan = Canary::default();
+        if !self.steps.is_empty() {
+            plan.steps.clone_from(&self.steps);
+        }
+        if let Some(n) = self.step_calls {
+            plan.step_calls = n;
+        }
+        if let Some(t) = self.step_time {
+            plan.step_time = t;
+        }
+        if let Some(n) = self.min_calls {
+            plan.min_calls = n;
+        }
+        if let Some(r) = self.max_error_rate {
+            plan.max_error_rate = r;
+        }
+        if self.max_p99.is_some() {
+            plan.max_p99 = self.max_p99;
+        }
+        plan.check().map_err(|e| InputError(e.to_string()))?;
+        Ok(plan)
+    }
 }
 
 /// Arguments of `rollback`.
@@ -389,15 +467,25 @@ pub(crate) async fn deploy(args: DeployArgs, host: Host) -> anyhow::Result<u8> {
 
 pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8> {
     let (name, version) = &args.target;
-    let strategy: Strategy = args
+    let mut strategy: Strategy = args
         .strategy
         .parse()
         .map_err(|e| InputError(format!("{e}")))?;
+    match &mut strategy {
+        Strategy::Canary(plan) => *plan = args.canary.plan()?,
+        _ if args.canary.given() => bail!(InputError(
+            "the --canary-* flags are the plan of `--strategy canary`".into()
+        )),
+        _ => {}
+    }
     if let Some(c) = host.client()? {
         let spec = args.spec.spec(name, version)?;
         let mut body = spec_fields(spec.as_ref());
         body.insert("version".into(), json!(version));
         body.insert("strategy".into(), json!(strategy.name()));
+        if let Strategy::Canary(plan) = &strategy {
+            body.insert("canary".into(), json!(plan));
+        }
         body.insert("allow_breaking".into(), json!(args.allow_breaking));
         let progress = Progress::start(format!("upgrading {name} to {version} on {}", c.base()));
         let v = c

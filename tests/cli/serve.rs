@@ -192,6 +192,69 @@ fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
         ok(on_host(&["token", "list"])),
         "ci                   in use\n"
     );
+    // A canary with its plan from the command line: steps of 20% and 60%
+    // passed after 5 canary calls each, so some 40 calls promote it (the
+    // default plan would need hundreds).
+    ok(on_host(&[
+        "publish",
+        "echo.wasm",
+        "--name",
+        "echo",
+        "--version",
+        "0.2.0",
+        "--allow-unsigned",
+    ]));
+    ok(on_host(&[
+        "upgrade",
+        "echo@0.2.0",
+        "--strategy",
+        "canary",
+        "--canary-steps",
+        "20,60",
+        "--canary-step-calls",
+        "5",
+        "--canary-min-calls",
+        "2",
+        "--canary-max-p99",
+        "5s",
+    ]));
+    let mut promoted = false;
+    for _ in 0..400 {
+        assert_eq!(get(&ingress, "/echo").0, 200);
+        let status = ok(on_host(&["status", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+        let echo = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "echo")
+            .unwrap()
+            .clone();
+        if echo["version"] == "0.2.0" && echo["canary"].is_null() {
+            promoted = true;
+            break;
+        }
+    }
+    assert!(
+        promoted,
+        "the canary of echo 0.2.0 was not promoted by its plan"
+    );
+    let o = on_host(&[
+        "upgrade",
+        "echo@0.1.0",
+        "--strategy",
+        "canary",
+        "--canary-steps",
+        "50,10",
+    ]);
+    assert_clean_error(&o, 3, "canary plan: steps must increase");
+    let o = on_host(&["upgrade", "echo@0.1.0", "--canary-steps", "10"]);
+    assert_clean_error(
+        &o,
+        3,
+        "the --canary-* flags are the plan of `--strategy canary`",
+    );
+
     // Errors from the host are one line, with what to do.
     let o = on_host(&["upgrade", "hello@0.2.0"]);
     assert_clean_error(&o, 3, "hello 0.2.0 is not published; publish it first");
