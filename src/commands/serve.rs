@@ -4,9 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use airssys_wasm_deploy::StateDir;
-use airssys_wasm_runtime::RuntimeConfig;
-use airssys_wasm_server::{ServeConfig, Server};
+use std::path::Path;
+
+use airssys_wasm_deploy::{DeploySpec, StateDir};
+use airssys_wasm_manifest::{Manifest, Resolved, Source};
+use airssys_wasm_runtime::{ComponentInfo, RuntimeConfig};
+use airssys_wasm_server::{Control, ServeConfig, Server};
+use anyhow::{Context as _, bail};
 
 use super::{Host, parse_duration, parse_size};
 use crate::output::{InputError, print_text};
@@ -40,6 +44,13 @@ pub(crate) struct Args {
     /// airssys_fuel_consumed_total. Metered code runs slower.
     #[arg(long)]
     fuel: bool,
+
+    /// Deploy the components this manifest names (airssys.toml;
+    /// repeatable) at start: each published at its version (built first
+    /// for a cargo source) and deployed with its grants, limits,
+    /// configuration and route, unless that already serves.
+    #[arg(long = "manifest", value_name = "FILE")]
+    manifests: Vec<std::path::PathBuf>,
 }
 
 pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
@@ -53,6 +64,12 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
         .admin_listen(args.admin_listen)
         .grace(args.grace)
         .max_component_size(usize::try_from(args.max_component_size).unwrap_or(usize::MAX));
+    // A manifest that does not read is refused before anything starts.
+    let mut wanted = Vec::new();
+    for path in &args.manifests {
+        let m = Manifest::load(path).map_err(|e| InputError(e.to_string()))?;
+        wanted.extend(m.components().into_iter().map(|c| (path.clone(), c)));
+    }
     let server = Server::bind(dir, runtime, config).await?;
     print_text(&format!(
         "airssys-wasm is serving {}\n  ingress  http://{}\n  admin    http://{}  (control API under /v1, /healthz, /readyz, /metrics)\n  token    {}\n",
@@ -61,9 +78,85 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
         server.admin_addr(),
         server.token_path().display(),
     ))?;
+    let control = server.control();
+    for (path, entry) in wanted {
+        let said = apply(&control, &path, entry)
+            .await
+            .with_context(|| format!("{}", path.display()))?;
+        print_text(&said)?;
+    }
     server.run(stop_signal()).await?;
     print_text("stopped\n")?;
     Ok(crate::exit::OK)
+}
+
+/// Publish and deploy one manifest entry unless it serves as written; what
+/// to print.
+async fn apply(control: &Control, path: &Path, entry: Resolved) -> anyhow::Result<String> {
+    let name = entry.name.clone();
+    let file = match &entry.source {
+        Source::File(file) => file.clone(),
+        Source::Cargo { dir, package } => {
+            let (dir, package) = (dir.clone(), package.clone());
+            tokio::task::spawn_blocking(move || super::build::cargo(&dir, package.as_deref()))
+                .await??
+        }
+    };
+    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let info = ComponentInfo::read(&name, &bytes)?;
+    let declared = info
+        .metadata
+        .as_ref()
+        .and_then(|m| semver::Version::parse(&m.version).ok());
+    let version = match (&entry.version, &declared) {
+        (Some(want), Some(own)) if want != own => bail!(InputError(format!(
+            "component `{name}`: the manifest says version {want}, but {} says it is {own}",
+            file.display()
+        ))),
+        (Some(v), _) | (None, Some(v)) => v.to_string(),
+        (None, None) => bail!(InputError(format!(
+            "component `{name}`: give its `version` (the component declares none)"
+        ))),
+    };
+    let mut spec = DeploySpec::new(&name, &version);
+    for g in &entry.grants.allow {
+        if g.mount.is_some() || g.expires.is_some() {
+            bail!(InputError(format!(
+                "component `{name}`: `{g}`: mount points and ends of grants are not kept by deployments yet"
+            )));
+        }
+        spec.allow.push(g.capability.to_string());
+    }
+    spec.deny = entry.grants.deny.iter().map(ToString::to_string).collect();
+    spec.config = entry.config.clone();
+    spec.memory = entry.memory;
+    spec.timeout_ms = entry
+        .timeout
+        .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    spec.fuel = entry.fuel;
+    spec.route = entry.route.clone();
+    if entry.max_concurrent.is_some() || !entry.requires.is_empty() {
+        tracing::warn!(component = %name, "`limits.max-concurrent` and `requires` are not kept by deployments yet; left out");
+    }
+    if control.active(&name).await?.is_some_and(|a| a.spec == spec) {
+        return Ok(format!(
+            "  {name} {version} serves as {} says\n",
+            path.display()
+        ));
+    }
+    let actor = format!("manifest:{}", path.display());
+    // The operator's own file, given to the host it starts: published as
+    // `publish --allow-unsigned` would.
+    control
+        .publish_unsigned(&name, &version, &bytes, &actor)
+        .await?;
+    let d = control.deploy(spec, false, &actor).await?;
+    Ok(format!(
+        "  deployed {name} {version} from {} (deployment {}){}\n",
+        path.display(),
+        d.id,
+        d.spec.route.map(|r| format!(" on {r}")).unwrap_or_default()
+    ))
 }
 
 /// The runtime a host runs components on.

@@ -526,3 +526,153 @@ fn serve_sends_request_spans_to_an_otlp_endpoint() {
         request.events
     );
 }
+
+/// `serve --manifest`: what the manifest names is published and deployed
+/// at start with its grants, configuration and route; started again, it
+/// serves as written without a new deployment; a bad manifest is one
+/// error line and nothing starts.
+#[test]
+fn serve_deploys_what_its_manifest_names() {
+    let cli = Cli::new();
+    let work = tempfile::tempdir().unwrap();
+    let st = work.path().join("st");
+    std::fs::copy(ECHO, work.path().join("echo.wasm")).unwrap();
+    let manifest = work.path().join("airssys.toml");
+    std::fs::write(
+        &manifest,
+        "[[component]]\nname = \"echo\"\nsource = \"echo.wasm\"\nversion = \"0.1.0\"\nroute = \"/m-echo\"\nallow = [\"system-call:config\"]\nconfig = { greeting = \"hi\" }\n\n[component.limits]\ntimeout = \"2s\"\n",
+    )
+    .unwrap();
+    let start = || {
+        let mut host = cli
+            .cmd(&[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                st.to_str().unwrap(),
+                "--manifest",
+                manifest.to_str().unwrap(),
+            ])
+            .env_remove("AIRSSYS_HOST")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(host.stdout.take().unwrap());
+        let mut said = String::new();
+        for _ in 0..5 {
+            out.read_line(&mut said).unwrap();
+        }
+        let ingress = said
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("ingress"))
+            .and_then(|l| l.trim().strip_prefix("http://"))
+            .unwrap_or_else(|| panic!("{said}"))
+            .to_string();
+        (host, said, ingress)
+    };
+    let stop = |mut host: std::process::Child| {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &host.id().to_string()])
+            .status()
+            .unwrap();
+        assert_eq!(host.wait().unwrap().code(), Some(0));
+    };
+    let (host, said, ingress) = start();
+    assert!(
+        said.contains(&format!(
+            "deployed echo 0.1.0 from {} (deployment 1) on /m-echo",
+            manifest.display()
+        )),
+        "{said}"
+    );
+    let (status, head, body) = exchange(&ingress, "POST", "/m-echo", "from the manifest");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "from the manifest"),
+        "{head}"
+    );
+    stop(host);
+    let (host, said, ingress) = start();
+    assert!(
+        said.contains(&format!("echo 0.1.0 serves as {} says", manifest.display())),
+        "{said}"
+    );
+    assert_eq!(exchange(&ingress, "POST", "/m-echo", "again").2, "again");
+    stop(host);
+    // One deployment, by the manifest.
+    let o = cli
+        .cmd(&[
+            "history",
+            "echo",
+            "--json",
+            "--state-dir",
+            st.to_str().unwrap(),
+        ])
+        .env_remove("AIRSSYS_HOST")
+        .output()
+        .unwrap();
+    let history: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["spec"]["config"][0][1], "<redacted>");
+    assert!(
+        history[0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("manifest:"),
+        "{history:?}"
+    );
+
+    // A manifest naming another version than the component's own.
+    std::fs::write(
+        &manifest,
+        "[[component]]\nname = \"echo\"\nsource = \"echo.wasm\"\nversion = \"0.9.0\"\n",
+    )
+    .unwrap();
+    let o = cli
+        .cmd(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            st.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ])
+        .env_remove("AIRSSYS_HOST")
+        .output()
+        .unwrap();
+    assert_clean_error(
+        &o,
+        3,
+        "component `echo`: the manifest says version 0.9.0, but",
+    );
+    // A route that is not a path.
+    std::fs::write(
+        &manifest,
+        "[[component]]\nname = \"echo\"\nsource = \"echo.wasm\"\nroute = \"echo\"\n",
+    )
+    .unwrap();
+    let o = cli
+        .cmd(&[
+            "serve",
+            "--state-dir",
+            st.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ])
+        .env_remove("AIRSSYS_HOST")
+        .output()
+        .unwrap();
+    assert_clean_error(
+        &o,
+        3,
+        "airssys.toml:4:9: `route`: `echo` is not a path prefix",
+    );
+}

@@ -114,6 +114,11 @@ pub struct Component {
     /// `init`.
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// The HTTP path prefix a host (`airssys-wasm serve --manifest`)
+    /// serves it on, e.g. `/hello`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>", regex(pattern = r"^/"))]
+    route: Option<Spanned<String>>,
 }
 
 /// Where a component's bytes come from.
@@ -315,6 +320,8 @@ pub struct Resolved {
     pub max_concurrent: Option<u32>,
     /// Configuration pairs.
     pub config: Vec<(String, String)>,
+    /// The HTTP path prefix a host serves it on.
+    pub route: Option<String>,
 }
 
 impl Resolved {
@@ -481,6 +488,7 @@ impl Manifest {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            route: c.route.as_ref().map(|r| r.get_ref().clone()),
         }
     }
 
@@ -543,6 +551,16 @@ impl Manifest {
                         c.source.span(),
                         "source",
                         format!("{} holds no Cargo.toml", full.display()),
+                    ));
+                }
+            }
+            if let Some(r) = &c.route {
+                let route = r.get_ref();
+                if !route.starts_with('/') || route.contains("//") || route.contains("/../") {
+                    return Err(at(
+                        r.span(),
+                        "route",
+                        format!("`{route}` is not a path prefix: write it as `/name`"),
                     ));
                 }
             }
