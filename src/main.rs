@@ -213,7 +213,7 @@ fn main() -> ExitCode {
             Command::Promote(args) => commands::deploy::promote(args, host).await,
             Command::Abort(args) => commands::deploy::abort(args, host).await,
             Command::History(args) => commands::deploy::history(args, host).await,
-            Command::Diff(args) => commands::deploy::diff(args, host),
+            Command::Diff(args) => commands::deploy::diff(args, host).await,
             Command::Gc(args) => commands::deploy::gc(args, host),
             Command::Status(args) => commands::deploy::status(args, host).await,
             Command::Serve(args) => commands::serve::main(args, host).await,

@@ -32,6 +32,11 @@ pub(crate) struct SpecArgs {
     /// kept across upgrades.
     #[arg(long, value_name = "PATH")]
     route: Option<String>,
+
+    /// Calls it runs at once at most; more are refused as overloaded (503
+    /// on a route) [default: 100].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent: Option<u32>,
 }
 
 impl SpecArgs {
@@ -46,6 +51,7 @@ impl SpecArgs {
             && l.timeout.is_none()
             && l.fuel.is_none()
             && self.route.is_none()
+            && self.max_concurrent.is_none()
         {
             return Ok(None);
         }
@@ -61,9 +67,10 @@ impl SpecArgs {
         spec.deny = grants.deny.iter().map(ToString::to_string).collect();
         spec.config = self.config.clone();
         spec.route = self.route.clone();
+        spec.max_concurrent = self.max_concurrent;
         if l.fuel.is_some() {
             bail!(InputError(
-                "fuel budgets are not kept by deployments yet (they need a fuel-metering engine); use --timeout".into()
+                "--fuel is not taken by deployments from the command line yet: set `limits.fuel` in a manifest given to `serve --fuel --manifest FILE`, or use --timeout".into()
             ));
         }
         spec.memory = l.memory;
@@ -198,6 +205,16 @@ impl CanaryPlanArgs {
         if self.max_p99.is_some() {
             plan.max_p99 = self.max_p99;
         }
+        for (flag, d) in [
+            ("--canary-step-time", Some(plan.step_time)),
+            ("--canary-max-p99", plan.max_p99),
+        ] {
+            if d.is_some_and(|d| d < std::time::Duration::from_millis(1)) {
+                bail!(InputError(format!(
+                    "{flag}: at least 1ms (the plan counts in milliseconds)"
+                )));
+            }
+        }
         plan.check().map_err(|e| InputError(e.to_string()))?;
         Ok(plan)
     }
@@ -271,10 +288,28 @@ pub(crate) struct DiffArgs {
     json: bool,
 }
 
-pub(crate) fn diff(args: DiffArgs, host: Host) -> anyhow::Result<u8> {
-    let (dir, _) = deployer(&host)?;
-    let d = open(&dir, &host)?;
-    let changes = d.diff(&args.name, &args.a, &args.b)?;
+pub(crate) async fn diff(args: DiffArgs, host: Host) -> anyhow::Result<u8> {
+    let changes: Vec<airssys_wasm_deploy::diff::Change> = match host.client()? {
+        Some(c) => serde_json::from_value(
+            c.json(
+                Method::GET,
+                &format!(
+                    "/v1/components/{}/diff?from={}&to={}",
+                    args.name,
+                    // `+` (semver build metadata) reads as a space in a query.
+                    args.a.replace('+', "%2B"),
+                    args.b.replace('+', "%2B")
+                ),
+                &json!({}),
+            )
+            .await?,
+        )?,
+        None => {
+            let (dir, _) = deployer(&host)?;
+            let d = open(&dir, &host)?;
+            d.diff(&args.name, &args.a, &args.b)?
+        }
+    };
     if args.json {
         print_json(&json!(changes))?;
     } else if changes.is_empty() {
@@ -397,6 +432,9 @@ fn spec_fields(spec: Option<&DeploySpec>) -> serde_json::Map<String, serde_json:
         }
         if let Some(t) = s.timeout_ms {
             m.insert("timeout_ms".into(), json!(t));
+        }
+        if let Some(n) = s.max_concurrent {
+            m.insert("max_concurrent".into(), json!(n));
         }
     }
     m

@@ -29,8 +29,8 @@ const ACTOR: &str = "dev";
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 The host's state (its registry, audit trail, token and component state) \
-lives in DIR/target/airssys-dev, apart from any other state directory; \
-`cargo clean` removes it.\n\n\
+lives in DIR/target/airssys-dev, apart from any other state directory \
+(stop `dev` before a `cargo clean` there).\n\n\
 Grants, limits, configuration and the route are given as to `deploy` \
 (--allow, --memory, --config, --route...); the route defaults to /NAME. \
 The token of the control API is in DIR/target/airssys-dev/admin.token.")]
@@ -82,7 +82,12 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
     }
     // Flags that cannot make a deployment are refused now, not at each
     // build.
-    args.spec.spec("check", "0.0.0")?;
+    if let Some(spec) = args.spec.spec("check", "0.0.0")? {
+        spec.options()?;
+        if let Some(route) = &spec.route {
+            airssys_wasm_deploy::check_route(route).map_err(|e| InputError(e.to_string()))?;
+        }
+    }
     let built = target_dir(&project).await;
     let state = project.join("target").join("airssys-dev");
     std::fs::create_dir_all(project.join("target"))
@@ -144,10 +149,15 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
     let stop = super::serve::stop_signal();
     tokio::pin!(stop);
     let ended = 'work: loop {
-        tokio::select! {
-            () = dev.build_and_serve() => {}
+        // Only the build is cut by a stop; a deployment under way ends.
+        let started = Instant::now();
+        let built = tokio::select! {
+            built = dev.build() => built,
             () = &mut stop => break 'work None,
             r = &mut running => break 'work Some(r),
+        };
+        if let Some(wasm) = built {
+            dev.serve_built(&wasm, started).await;
         }
         print_text("watching for changes (Ctrl-C stops)\n")?;
         // An editor's save is several events: the build starts once they
@@ -219,7 +229,8 @@ async fn target_dir(project: &Path) -> PathBuf {
         .unwrap_or_else(|| project.join("target"))
 }
 
-/// Whether `path` is build output or hidden (not watched, no trigger).
+/// Whether `path` is build output (cargo's target directory, or `target`
+/// at the top) or hidden (not watched, no trigger).
 fn skipped(project: &Path, built: &Path, path: &Path) -> bool {
     if path.starts_with(built) {
         return true;
@@ -227,10 +238,10 @@ fn skipped(project: &Path, built: &Path, path: &Path) -> bool {
     let Ok(rel) = path.strip_prefix(project) else {
         return true;
     };
-    rel.components().any(|c| {
-        let c = c.as_os_str().to_string_lossy();
-        c == "target" || c.starts_with('.')
-    })
+    rel.starts_with("target")
+        || rel
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
 }
 
 /// Whether a file event should trigger a build: content, creation,
@@ -245,6 +256,10 @@ fn matters(project: &Path, built: &Path, event: &notify::Event) -> bool {
             | EventKind::Remove(_)
             | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any)
     );
+    // Events were lost (the kernel's queue overflowed): build to be sure.
+    if event.need_rescan() {
+        return true;
+    }
     kind && event.paths.iter().any(|p| {
         let name = p
             .file_name()
@@ -265,26 +280,42 @@ struct Dev {
 
 impl Dev {
     /// Build, and serve what was built if it changed; say what happened.
-    async fn build_and_serve(&mut self) {
-        let started = Instant::now();
+    /// Build; the component file, or `None` (said why) when it failed.
+    /// A stop drops this future, and the cargo child with it.
+    async fn build(&self) -> Option<PathBuf> {
         let package = self.args.package.as_deref();
-        // A stop during the build drops this future: the child goes with it.
-        let built =
-            tokio::process::Command::from(super::build::cargo_command(&self.project, package))
-                .kill_on_drop(true)
-                .output()
-                .await;
-        let wasm = match built {
-            Ok(out) => match super::build::artifact(&out, &self.project, package) {
-                Ok(wasm) => wasm,
-                Err(e) => return self.failed("the build failed", &e),
-            },
+        // Spawned, not `output()`: that would pipe stderr too, and cargo's
+        // messages must reach the terminal.
+        let built = match tokio::process::Command::from(super::build::cargo_command(
+            &self.project,
+            package,
+        ))
+        .kill_on_drop(true)
+        .spawn()
+        {
+            Ok(child) => child.wait_with_output().await,
+            Err(e) => Err(e),
+        };
+        let out = match built {
+            Ok(out) => out,
             Err(e) => {
                 let e = anyhow::Error::new(e).context("cannot run cargo");
-                return self.failed("the build failed", &e);
+                self.failed("the build failed", &e);
+                return None;
             }
         };
-        match self.serve(&wasm, started).await {
+        match super::build::artifact(&out, &self.project, package) {
+            Ok(wasm) => Some(wasm),
+            Err(e) => {
+                self.failed("the build failed", &e);
+                None
+            }
+        }
+    }
+
+    /// Serve what was built, if it changed; say what happened.
+    async fn serve_built(&mut self, wasm: &Path, started: Instant) {
+        match self.serve(wasm, started).await {
             Ok(said) => {
                 let _ = print_text(&said);
             }

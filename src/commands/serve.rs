@@ -51,6 +51,11 @@ pub(crate) struct Args {
     /// configuration and route, unless that already serves.
     #[arg(long = "manifest", value_name = "FILE")]
     manifests: Vec<std::path::PathBuf>,
+
+    /// Publish the manifests' components unsigned (as `publish
+    /// --allow-unsigned`): needed with --manifest.
+    #[arg(long, requires = "manifests")]
+    allow_unsigned: bool,
 }
 
 pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
@@ -64,35 +69,54 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
         .admin_listen(args.admin_listen)
         .grace(args.grace)
         .max_component_size(usize::try_from(args.max_component_size).unwrap_or(usize::MAX));
-    // A manifest that does not read is refused before anything starts.
+    // What the manifests name is read, built and checked before anything
+    // starts: a manifest that cannot be applied is refused whole.
+    if !args.manifests.is_empty() && !args.allow_unsigned {
+        bail!(InputError(
+            "the components of a manifest are published unsigned: add --allow-unsigned (or publish signed versions and deploy them)".into()
+        ));
+    }
     let mut wanted = Vec::new();
     for path in &args.manifests {
         let m = Manifest::load(path).map_err(|e| InputError(e.to_string()))?;
-        wanted.extend(m.components().into_iter().map(|c| (path.clone(), c)));
+        for entry in m.components() {
+            let ready = ready(entry, args.fuel)
+                .await
+                .with_context(|| format!("{}", path.display()))?;
+            wanted.push((path.clone(), ready));
+        }
     }
     let server = Server::bind(dir, runtime, config).await?;
+    let control = server.control();
+    let mut applied = String::new();
+    for (path, ready) in wanted {
+        applied.push_str(
+            &apply(&control, &path, ready)
+                .await
+                .with_context(|| format!("{}", path.display()))?,
+        );
+    }
     print_text(&format!(
-        "airssys-wasm is serving {}\n  ingress  http://{}\n  admin    http://{}  (control API under /v1, /healthz, /readyz, /metrics)\n  token    {}\n",
+        "airssys-wasm is serving {}\n  ingress  http://{}\n  admin    http://{}  (control API under /v1, /healthz, /readyz, /metrics)\n  token    {}\n{applied}",
         state_dir.display(),
         server.ingress_addr(),
         server.admin_addr(),
         server.token_path().display(),
     ))?;
-    let control = server.control();
-    for (path, entry) in wanted {
-        let said = apply(&control, &path, entry)
-            .await
-            .with_context(|| format!("{}", path.display()))?;
-        print_text(&said)?;
-    }
     server.run(stop_signal()).await?;
     print_text("stopped\n")?;
     Ok(crate::exit::OK)
 }
 
-/// Publish and deploy one manifest entry unless it serves as written; what
-/// to print.
-async fn apply(control: &Control, path: &Path, entry: Resolved) -> anyhow::Result<String> {
+/// A manifest entry read (built first for a cargo source) and checked:
+/// its bytes and the deployment it asks for.
+struct Ready {
+    bytes: Vec<u8>,
+    digest: String,
+    spec: DeploySpec,
+}
+
+async fn ready(entry: Resolved, metered: bool) -> anyhow::Result<Ready> {
     let name = entry.name.clone();
     let file = match &entry.source {
         Source::File(file) => file.clone(),
@@ -133,23 +157,58 @@ async fn apply(control: &Control, path: &Path, entry: Resolved) -> anyhow::Resul
     spec.timeout_ms = entry
         .timeout
         .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    if entry.fuel.is_some() && !metered {
+        bail!(InputError(format!(
+            "component `{name}` sets `limits.fuel`: start the host with --fuel to meter it"
+        )));
+    }
     spec.fuel = entry.fuel;
+    if let Some(route) = &entry.route {
+        airssys_wasm_deploy::check_route(route)
+            .map_err(|e| InputError(format!("component `{name}`: {e}")))?;
+    }
     spec.route = entry.route.clone();
-    if entry.max_concurrent.is_some() || !entry.requires.is_empty() {
-        tracing::warn!(component = %name, "`limits.max-concurrent` and `requires` are not kept by deployments yet; left out");
+    spec.max_concurrent = entry.max_concurrent;
+    spec.options()
+        .map_err(|e| InputError(format!("component `{name}`: {e}")))?;
+    if !entry.requires.is_empty() {
+        tracing::warn!(component = %name, "`requires` is not kept by deployments yet; left out");
     }
-    if control.active(&name).await?.is_some_and(|a| a.spec == spec) {
-        return Ok(format!(
-            "  {name} {version} serves as {} says\n",
-            path.display()
-        ));
-    }
+    Ok(Ready {
+        bytes,
+        digest: info.digest.to_string(),
+        spec,
+    })
+}
+
+/// Publish and deploy one manifest entry unless it serves as written; what
+/// to print.
+async fn apply(control: &Control, path: &Path, ready: Ready) -> anyhow::Result<String> {
+    let Ready {
+        bytes,
+        digest,
+        mut spec,
+    } = ready;
+    let (name, version) = (spec.name.clone(), spec.version.clone());
     let actor = format!("manifest:{}", path.display());
-    // The operator's own file, given to the host it starts: published as
-    // `publish --allow-unsigned` would.
+    // The same bytes again are a no-op; other bytes under a published
+    // version are refused, so a changed component needs a new version.
     control
         .publish_unsigned(&name, &version, &bytes, &actor)
         .await?;
+    let active = control.active(&name).await?;
+    if let Some(a) = &active {
+        // A route, once given, stays across upgrades.
+        if spec.route.is_none() {
+            spec.route.clone_from(&a.spec.route);
+        }
+        if a.spec == spec && a.digest == digest {
+            return Ok(format!(
+                "  {name} {version} serves as {} says\n",
+                path.display()
+            ));
+        }
+    }
     let d = control.deploy(spec, false, &actor).await?;
     Ok(format!(
         "  deployed {name} {version} from {} (deployment {}){}\n",

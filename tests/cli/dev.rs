@@ -69,10 +69,11 @@ strip = true
     std::fs::write(dir.join("src/lib.rs"), source("one")).unwrap();
 }
 
-/// Lines the process prints, as they come.
+/// Lines the process prints, as they come, and all it wrote to stderr.
 struct Lines {
     rx: mpsc::Receiver<String>,
     seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Lines {
@@ -117,7 +118,7 @@ fn start(cli: &Cli, dir: &Path, target: &Path, extra: &[&str]) -> (std::process:
         .cmd(&args)
         .env("CARGO_TARGET_DIR", target)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let (tx, rx) = mpsc::channel();
@@ -127,11 +128,21 @@ fn start(cli: &Cli, dir: &Path, target: &Path, extra: &[&str]) -> (std::process:
             let _ = tx.send(line);
         }
     });
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (err, keep) = (BufReader::new(dev.stderr.take().unwrap()), stderr.clone());
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            let mut all = keep.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
     (
         dev,
         Lines {
             rx,
             seen: Vec::new(),
+            stderr,
         },
     )
 }
@@ -201,6 +212,9 @@ fn dev_rebuilds_and_upgrades_on_every_change_without_failing_a_request() {
     std::fs::write(dir.join("src/lib.rs"), "this is not rust").unwrap();
     lines.wait_for("the build failed", Some("built"));
     lines.wait_for("greeter 0.3.0-dev.2 keeps serving", None);
+    // cargo's own message is on the terminal.
+    let said = lines.stderr.lock().unwrap().clone();
+    assert!(said.contains("error: expected"), "{said}");
     assert_eq!(mark_now(), "two");
 
     // Fixed, twice: with --keep 2 the oldest versions are collected.

@@ -218,6 +218,11 @@ fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
         "--canary-max-p99",
         "5s",
     ]));
+    // `diff` through the host: the same bytes, the same world.
+    assert_eq!(
+        ok(on_host(&["diff", "echo", "0.1.0", "0.2.0"])),
+        "echo 0.1.0 -> 0.2.0: the worlds are the same\n"
+    );
     let mut promoted = false;
     for _ in 0..400 {
         assert_eq!(get(&ingress, "/echo").0, 200);
@@ -555,6 +560,7 @@ fn serve_deploys_what_its_manifest_names() {
                 st.to_str().unwrap(),
                 "--manifest",
                 manifest.to_str().unwrap(),
+                "--allow-unsigned",
             ])
             .env_remove("AIRSSYS_HOST")
             .stdout(Stdio::piped())
@@ -627,6 +633,43 @@ fn serve_deploys_what_its_manifest_names() {
         "{history:?}"
     );
 
+    // Unsigned only when said.
+    let o = cli
+        .cmd(&[
+            "serve",
+            "--state-dir",
+            st.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ])
+        .env_remove("AIRSSYS_HOST")
+        .output()
+        .unwrap();
+    assert_clean_error(&o, 3, "published unsigned: add --allow-unsigned");
+    // Other bytes under the same version: refused, not served silently.
+    let mut other = std::fs::read(ECHO).unwrap();
+    other.extend_from_slice(b"\x00\x05\x04buil");
+    std::fs::write(work.path().join("echo.wasm"), other).unwrap();
+    let o = cli
+        .cmd(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            st.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--allow-unsigned",
+        ])
+        .env_remove("AIRSSYS_HOST")
+        .output()
+        .unwrap();
+    assert!(o.status.code() != Some(0), "{}", stdout(&o));
+    assert!(stderr(&o).contains("echo 0.1.0"), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("serving"), "{}", stdout(&o));
+
     // A manifest naming another version than the component's own.
     std::fs::write(
         &manifest,
@@ -644,6 +687,7 @@ fn serve_deploys_what_its_manifest_names() {
             st.to_str().unwrap(),
             "--manifest",
             manifest.to_str().unwrap(),
+            "--allow-unsigned",
         ])
         .env_remove("AIRSSYS_HOST")
         .output()
@@ -666,6 +710,7 @@ fn serve_deploys_what_its_manifest_names() {
             st.to_str().unwrap(),
             "--manifest",
             manifest.to_str().unwrap(),
+            "--allow-unsigned",
         ])
         .env_remove("AIRSSYS_HOST")
         .output()

@@ -111,6 +111,10 @@ pub struct DeploySpec {
     /// The HTTP path prefix a host serves it on (`/hello`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// Calls it runs at once at most, if set (more are refused as
+    /// overloaded: `503` on a route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
 }
 
 impl DeploySpec {
@@ -126,6 +130,7 @@ impl DeploySpec {
             timeout_ms: None,
             fuel: None,
             route: None,
+            max_concurrent: None,
         }
     }
 
@@ -151,6 +156,15 @@ impl DeploySpec {
             limits = limits.timeout(std::time::Duration::from_millis(t));
         }
         limits = limits.fuel(self.fuel);
+        match self.max_concurrent {
+            Some(0) => {
+                return Err(Error::Invalid(
+                    "max_concurrent is at least 1 (0 would refuse every call)".into(),
+                ));
+            }
+            Some(n) => limits = limits.max_concurrent(n),
+            None => {}
+        }
         Ok(PrepareOptions::default()
             .grants(grants)
             .limits(limits)

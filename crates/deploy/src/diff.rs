@@ -17,7 +17,10 @@ use wit_parser::{Function, Resolve, Type, TypeDefKind, WorldId, WorldItem};
 use crate::error::{Error, Result};
 
 /// What a change means for an upgrade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
     /// Callers of the old version keep working.
@@ -39,7 +42,8 @@ impl std::fmt::Display for Class {
 }
 
 /// One change between two worlds.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     /// What it means.
     pub class: Class,

@@ -194,6 +194,7 @@ fn api(component_limit: usize) -> OpenApiRouter<Arc<Host>> {
             paths,
             publish_or_list.layer(DefaultBodyLimit::max(component_limit)),
         ))
+        .routes(routes!(diff))
         .routes(routes!(deploy, deployments))
         .routes(routes!(deployment))
         .routes(routes!(upgrade))
@@ -434,6 +435,37 @@ async fn components(State(host): Shared) -> ApiResult<Vec<Published>> {
     Ok(Json(d.registry_ref().versions(None)?))
 }
 
+/// The versions compared.
+#[derive(serde::Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct DiffQuery {
+    /// The older version.
+    from: String,
+    /// The newer version.
+    to: String,
+}
+
+/// What changes in the component's WIT world from one published version
+/// to another, most serious first: `breaking`, `needs-grant` or
+/// `compatible` each.
+#[utoipa::path(get, path = "/v1/components/{name}/diff", tag = "components",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The component"), DiffQuery),
+    responses(
+        (status = 200, description = "The changes (none: the same world)", body = Vec<airssys_wasm_deploy::diff::Change>),
+        (status = 400, description = "A version not published, or a bad query", body = ErrorBody),
+    ))]
+async fn diff(
+    State(host): Shared,
+    Path(name): Path<String>,
+    query: Result<Query<DiffQuery>, QueryRejection>,
+) -> ApiResult<Vec<airssys_wasm_deploy::diff::Change>> {
+    let Query(q) = query?;
+    let d = host.deployer.lock().await;
+    Ok(Json(d.diff(&name, &q.from, &q.to)?))
+}
+
 /// What a deployment is made with, from a request body.
 #[derive(Default)]
 struct SpecBody {
@@ -443,6 +475,7 @@ struct SpecBody {
     config: BTreeMap<String, String>,
     memory: Option<u64>,
     timeout_ms: Option<u64>,
+    max_concurrent: Option<u32>,
 }
 
 /// A request body with the fields that say what a deployment is made with
@@ -474,6 +507,9 @@ macro_rules! with_spec_fields {
             /// Time limit of a call in milliseconds.
             #[serde(default)]
             timeout_ms: Option<u64>,
+            /// Calls it runs at once at most (more are answered `503`).
+            #[serde(default)]
+            max_concurrent: Option<u32>,
         }
 
         impl $name {
@@ -486,6 +522,7 @@ macro_rules! with_spec_fields {
                     config: std::mem::take(&mut self.config),
                     memory: self.memory.take(),
                     timeout_ms: self.timeout_ms.take(),
+                    max_concurrent: self.max_concurrent.take(),
                 }
             }
         }
@@ -500,6 +537,7 @@ impl SpecBody {
             && self.config.is_empty()
             && self.memory.is_none()
             && self.timeout_ms.is_none()
+            && self.max_concurrent.is_none()
     }
 
     fn spec(self, name: &str, version: &str) -> DeploySpec {
@@ -510,6 +548,7 @@ impl SpecBody {
         spec.config = self.config.into_iter().collect();
         spec.memory = self.memory;
         spec.timeout_ms = self.timeout_ms;
+        spec.max_concurrent = self.max_concurrent;
         spec
     }
 }

@@ -415,7 +415,11 @@ impl Control {
         let action = if over { "upgrade" } else { "deploy" };
         self.host.metrics.deploy(action, result.is_ok());
         let record = result?;
-        self.host.refresh_routes(&mut d).await?;
+        // The deployment is made: a failed refresh is the host's to report,
+        // not the deployment's.
+        if let Err(e) = self.host.refresh_routes(&mut d).await {
+            tracing::error!(error = %e, "refreshing the routes");
+        }
         Ok(record)
     }
 

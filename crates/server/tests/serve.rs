@@ -596,6 +596,7 @@ async fn shutdown_lets_requests_in_flight_finish() {
             &serde_json::json!({
                 "name": "slow", "version": "0.1.0", "route": "/slow",
                 "allow": ["system-call:config"], "config": {"delay-ms": "1500"},
+                "max_concurrent": 1,
             }),
         )
         .await);
@@ -606,6 +607,9 @@ async fn shutdown_lets_requests_in_flight_finish() {
         (r, t.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // One call at a time on this route: a second one is turned away.
+    let r = http(host.ingress, "GET", "/slow", &[], b"").await;
+    assert_eq!(r.status, 503, "{}", r.text());
     // The call in flight is one live instance.
     let metrics = http(host.admin, "GET", "/metrics", &[], b"").await.text();
     assert!(
@@ -905,6 +909,16 @@ async fn the_openapi_document_is_committed_served_and_routed() {
         ("GET", "/v1/audit", "/v1/audit"),
         ("GET", "/v1/audit/verify", "/v1/audit/verify"),
         ("GET", "/v1/tokens", "/v1/tokens"),
+        (
+            "GET",
+            "/v1/components/{name}/diff",
+            "/v1/components/echo/diff?from=0.1.0&to=0.2.0",
+        ),
+        (
+            "GET",
+            "/v1/components/{name}/diff",
+            "/v1/components/echo/diff?from=0.1.0&to=7.0.0",
+        ),
         (
             "POST",
             "/v1/deployments/{name}/promote",
