@@ -548,21 +548,26 @@ fn serve_deploys_what_its_manifest_names() {
         "[[component]]\nname = \"echo\"\nsource = \"echo.wasm\"\nversion = \"0.1.0\"\nroute = \"/m-echo\"\nallow = [\"system-call:config\"]\nconfig = { greeting = \"hi\" }\n\n[component.limits]\ntimeout = \"2s\"\n",
     )
     .unwrap();
+    // `serve --manifest` on ports the system picks, with `extra` flags.
+    let serve = |extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            st.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = cli.cmd(&args);
+        cmd.env_remove("AIRSSYS_HOST");
+        cmd
+    };
     let start = || {
-        let mut host = cli
-            .cmd(&[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--state-dir",
-                st.to_str().unwrap(),
-                "--manifest",
-                manifest.to_str().unwrap(),
-                "--allow-unsigned",
-            ])
-            .env_remove("AIRSSYS_HOST")
+        let mut host = serve(&["--allow-unsigned"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -634,38 +639,13 @@ fn serve_deploys_what_its_manifest_names() {
     );
 
     // Unsigned only when said.
-    let o = cli
-        .cmd(&[
-            "serve",
-            "--state-dir",
-            st.to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-        ])
-        .env_remove("AIRSSYS_HOST")
-        .output()
-        .unwrap();
+    let o = serve(&[]).output().unwrap();
     assert_clean_error(&o, 3, "published unsigned: add --allow-unsigned");
     // Other bytes under the same version: refused, not served silently.
     let mut other = std::fs::read(ECHO).unwrap();
     other.extend_from_slice(b"\x00\x05\x04buil");
     std::fs::write(work.path().join("echo.wasm"), other).unwrap();
-    let o = cli
-        .cmd(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            st.to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--allow-unsigned",
-        ])
-        .env_remove("AIRSSYS_HOST")
-        .output()
-        .unwrap();
+    let o = serve(&["--allow-unsigned"]).output().unwrap();
     assert!(o.status.code() != Some(0), "{}", stdout(&o));
     assert!(stderr(&o).contains("echo 0.1.0"), "{}", stderr(&o));
     assert!(!stdout(&o).contains("serving"), "{}", stdout(&o));
@@ -676,22 +656,7 @@ fn serve_deploys_what_its_manifest_names() {
         "[[component]]\nname = \"echo\"\nsource = \"echo.wasm\"\nversion = \"0.9.0\"\n",
     )
     .unwrap();
-    let o = cli
-        .cmd(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            st.to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--allow-unsigned",
-        ])
-        .env_remove("AIRSSYS_HOST")
-        .output()
-        .unwrap();
+    let o = serve(&["--allow-unsigned"]).output().unwrap();
     assert_clean_error(
         &o,
         3,
@@ -703,18 +668,7 @@ fn serve_deploys_what_its_manifest_names() {
         "[[component]]\nname = \"echo\"\nsource = \"echo.wasm\"\nroute = \"echo\"\n",
     )
     .unwrap();
-    let o = cli
-        .cmd(&[
-            "serve",
-            "--state-dir",
-            st.to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--allow-unsigned",
-        ])
-        .env_remove("AIRSSYS_HOST")
-        .output()
-        .unwrap();
+    let o = serve(&["--allow-unsigned"]).output().unwrap();
     assert_clean_error(
         &o,
         3,
