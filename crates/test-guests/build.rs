@@ -51,6 +51,11 @@ const GUESTS: &[Guest] = &[
         doc: "`tests/guests/misbehave`: an SDK component that misbehaves as its payload says (`loop`, `grow`, `recurse`, `panic`, `output`, `sleep`, `files`, `log-flood`, `state-big`, `config`, `exit`, `env`, `echo`, `state-keys`...); its `init` fails when config `fail-init` is `true`, its `migrate` when `fail-migrate` is `true`.",
     },
     Guest {
+        constant: "RELAY",
+        file: "relay.wasm",
+        doc: "`tests/guests/relay`: an SDK component that asks other components through the host (`relay TARGET REST`, `tell TARGET REST`) and otherwise counts its calls in its state; for messaging tests.",
+    },
+    Guest {
         constant: "FLAKY",
         file: "flaky.wasm",
         doc: "`tests/guests/flaky`: an SDK component that keeps no state and answers `ok`, fails when config `fail-calls` is `true`, and waits config `delay-ms` first; for canary tests.",

@@ -314,7 +314,7 @@ pub struct Deployer {
     registry: Registry,
     runtime: Runtime,
     state: Arc<crate::state::SqliteState>,
-    routes: HashMap<String, Route>,
+    routes: Arc<crate::messenger::Routes>,
     /// Canary verdicts the routes reached, not persisted yet.
     decisions: crate::router::Decisions,
     /// The WIT shapes of versions this deployer compared, by digest.
@@ -365,13 +365,23 @@ impl Deployer {
                     .push(e);
             })
         };
-        let runtime = Runtime::new(config.cache_dir(dir.cache()).audit(sink))?;
+        // Messages between components go through the routes.
+        let routes: Arc<crate::messenger::Routes> = Arc::default();
+        let messenger = Arc::new(crate::messenger::RouteMessenger {
+            routes: Arc::downgrade(&routes),
+        });
+        let runtime = Runtime::new(
+            config
+                .cache_dir(dir.cache())
+                .audit(sink)
+                .messenger(messenger),
+        )?;
         let state = Arc::new(crate::state::SqliteState::open(dir)?);
         let this = Self {
             registry,
             runtime,
             state,
-            routes: HashMap::new(),
+            routes,
             decisions: Arc::default(),
             shapes: HashMap::new(),
             last_activation: None,
@@ -1085,7 +1095,12 @@ impl Deployer {
     /// by time first. A host calls this from time to time; returns the
     /// deployments whose state changed.
     pub fn settle(&mut self) -> Result<Vec<Deployment>> {
-        for route in self.routes.values() {
+        for route in self
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+        {
             route.tick();
         }
         let decisions = self.decisions.take();
@@ -1404,6 +1419,8 @@ impl Deployer {
     /// `deploy`, `upgrade` and `rollback`).
     pub fn route(&mut self, name: &str) -> Route {
         self.routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(name.to_string())
             .or_insert_with(|| Route::new(name, self.decisions.clone()))
             .clone()

@@ -39,6 +39,7 @@ mod blob;
 mod deployer;
 pub mod diff;
 mod error;
+mod messenger;
 mod registry;
 pub mod router;
 pub mod signing;

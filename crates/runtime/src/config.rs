@@ -69,6 +69,9 @@ pub struct RuntimeConfig {
     /// Certificates (DER) trusted for outgoing HTTPS besides the web's
     /// public roots: a private CA, a test server's certificate.
     pub tls_roots: Vec<Vec<u8>>,
+    /// Where components' messages to each other go (default: nowhere,
+    /// every `messaging` function answers `unavailable`).
+    pub messenger: Option<std::sync::Arc<dyn crate::Messenger>>,
 }
 
 impl Default for RuntimeConfig {
@@ -88,6 +91,7 @@ impl Default for RuntimeConfig {
             audit: None,
             providers: Vec::new(),
             tls_roots: Vec::new(),
+            messenger: None,
         }
     }
 }
@@ -102,6 +106,12 @@ impl RuntimeConfig {
     /// Add a custom capability provider.
     pub fn provider(mut self, provider: impl crate::CapabilityProvider) -> Self {
         self.providers.push(crate::Provider::new(provider));
+        self
+    }
+
+    /// Deliver components' messages to each other through `messenger`.
+    pub fn messenger(mut self, messenger: std::sync::Arc<dyn crate::Messenger>) -> Self {
+        self.messenger = Some(messenger);
         self
     }
 

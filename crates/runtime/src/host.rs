@@ -220,6 +220,13 @@ pub struct HostCtx {
     /// Each custom capability's state for this store, by provider name.
     pub(crate) custom: HashMap<String, Box<dyn std::any::Any + Send>>,
     hooks: crate::net::OutgoingHttp,
+    /// Where this call's messages go, if anywhere.
+    pub(crate) messenger: Option<Arc<dyn crate::Messenger>>,
+    /// The components the message this call handles passed through.
+    pub(crate) chain: Vec<String>,
+    /// The name this component was loaded under (a deployment's name): the
+    /// sender of its messages.
+    pub(crate) loaded_as: Option<Arc<crate::ComponentInfo>>,
 }
 
 impl HostCtx {
@@ -273,6 +280,9 @@ impl HostCtx {
             logs_dropped: 0,
             instantiated: None,
             hooks,
+            messenger: None,
+            chain: Vec::new(),
+            loaded_as: None,
         }
     }
 }
@@ -894,39 +904,91 @@ impl HostCtx {
 
 use airssys_wasm_capability::messaging::Op as MessagingOp;
 
-impl crate::bindings::airssys::component::messaging::Host for HostCtx {
-    fn send(
+impl HostCtx {
+    /// Hand a message whose grant was checked to the messenger.
+    async fn deliver(
         &mut self,
         target: String,
-        _msg: Message,
+        msg: Message,
+        delivery: crate::Delivery,
+    ) -> Result<Option<Message>, ComponentError> {
+        let Some(messenger) = self.messenger.clone() else {
+            return Err(ComponentError::Unavailable(NO_REGISTRY.into()));
+        };
+        let sender = self
+            .loaded_as
+            .as_ref()
+            .map_or_else(|| self.shared.name.clone(), |i| i.name.clone());
+        let mut chain = self.chain.clone();
+        chain.push(sender.clone());
+        if chain.len() >= crate::HOP_LIMIT {
+            return Err(ComponentError::Unavailable(format!(
+                "hop limit: a message passes {} components at most ({} -> {target})",
+                crate::HOP_LIMIT,
+                chain.join(" -> ")
+            )));
+        }
+        let message = crate::messaging::with_chain(msg, &chain);
+        let envelope = crate::Envelope {
+            from: sender,
+            chain,
+            target,
+            delivery,
+            message,
+        };
+        messenger.deliver(envelope).await
+    }
+}
+
+impl crate::bindings::airssys::component::messaging::Host for HostCtx {
+    async fn send(
+        &mut self,
+        target: String,
+        msg: Message,
     ) -> wasmtime::Result<Result<(), ComponentError>> {
         if let Err(e) = self.messaging_allowed(MessagingOp::Send, &target) {
             return Ok(Err(e));
         }
-        Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
+        Ok(self
+            .deliver(target, msg, crate::Delivery::Send)
+            .await
+            .map(|_| ()))
     }
 
-    fn request(
+    async fn request(
         &mut self,
         target: String,
-        _msg: Message,
-        _timeout_ms: u32,
+        msg: Message,
+        timeout_ms: u32,
     ) -> wasmtime::Result<Result<Message, ComponentError>> {
         if let Err(e) = self.messaging_allowed(MessagingOp::Request, &target) {
             return Ok(Err(e));
         }
-        Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
+        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
+        Ok(
+            match self
+                .deliver(target.clone(), msg, crate::Delivery::Request { timeout })
+                .await
+            {
+                Ok(Some(reply)) => Ok(reply),
+                Ok(None) => Err(ComponentError::Failed(format!("{target} gave no answer"))),
+                Err(e) => Err(e),
+            },
+        )
     }
 
-    fn publish(
+    async fn publish(
         &mut self,
         topic: String,
-        _msg: Message,
+        msg: Message,
     ) -> wasmtime::Result<Result<(), ComponentError>> {
         if let Err(e) = self.messaging_allowed(MessagingOp::Publish, &topic) {
             return Ok(Err(e));
         }
-        Ok(Err(ComponentError::Unavailable(NO_REGISTRY.into())))
+        Ok(self
+            .deliver(topic, msg, crate::Delivery::Publish)
+            .await
+            .map(|_| ()))
     }
 }
 

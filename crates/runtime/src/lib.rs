@@ -40,6 +40,7 @@ mod config;
 mod dynamic;
 mod error;
 mod host;
+mod messaging;
 mod net;
 mod output;
 mod policy;
@@ -52,7 +53,13 @@ pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "airssys:component/component",
-        imports: { default: trappable },
+        imports: {
+            // Messages to other components wait for them.
+            "airssys:component/messaging.send": async | trappable,
+            "airssys:component/messaging.request": async | trappable,
+            "airssys:component/messaging.publish": async | trappable,
+            default: trappable,
+        },
         exports: { default: async },
         with: {
             "wasi:keyvalue/store.bucket": crate::host::Bucket,
@@ -74,6 +81,7 @@ pub use component::{
 pub use config::{Limits, RuntimeConfig};
 pub use error::{Error, Result, describe_component_error};
 pub use host::{LogRecord, StateBackend};
+pub use messaging::{CHAIN_HEADER, Delivered, Delivery, Envelope, HOP_LIMIT, Messenger};
 pub use policy::{AMBIENT, Authority, Grant, Grants, HostPolicy, grant_hint};
 pub use prepared::{CallOutput, ComponentPre, PrepareOptions, Timings};
 pub use provider::{CapabilityProvider, Provider, StoreCtx};

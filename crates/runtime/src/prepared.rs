@@ -433,6 +433,8 @@ impl ComponentPre {
         let idx = *execute;
         let out = self
             .with_instance(Result::is_ok, async move |store, instance| {
+                // Messages this call sends carry the chain it came through.
+                store.data_mut().chain = crate::messaging::chain_of(&input.headers);
                 let f = instance.get_typed_func::<(Message,), (Result<Message, ComponentError>,)>(
                     &mut *store,
                     &idx,
@@ -927,6 +929,11 @@ impl ComponentPre {
             deadline,
         };
         let mut ctx = HostCtx::new(wasi.build(), shared.clone(), decided.clone(), hooks);
+        ctx.messenger
+            .clone_from(&self.inner.runtime.config().messenger);
+        if ctx.messenger.is_some() {
+            ctx.loaded_as = Some(self.inner.compiled.info.clone());
+        }
         ctx.grant_ends = grant_ends;
         ctx.times_out = times_out;
         for (provider, params) in &profile.custom {

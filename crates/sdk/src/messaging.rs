@@ -1,7 +1,12 @@
 //! Talk to other components through the host
-//! (`airssys:component/messaging`). Targets and topics must be granted;
-//! until the host runs a registry of components every function answers
-//! [`ComponentError::Unavailable`].
+//! (`airssys:component/messaging`). Targets and topics must be granted.
+//! A host with deployed components (`airssys-wasm serve`) delivers a
+//! `request` or `send` to the target's active version: a target that does
+//! not exist is [`ComponentError::NotFound`], one that does not answer in
+//! time [`ComponentError::Timeout`], one that traps
+//! [`ComponentError::Failed`]; its own error comes back as it gave it. A
+//! chain of messages passes 8 components at most. A host without a registry
+//! (a single `run` or `call`) answers [`ComponentError::Unavailable`].
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -1,0 +1,102 @@
+//! The deployer's routes as the runtime's [`Messenger`]: a message to a
+//! component goes through its route, to its active version (or its canary's
+//! share), as a call from the ingress does.
+
+use std::collections::HashMap;
+use std::sync::{RwLock, Weak};
+
+use airssys_wasm_runtime::{ComponentError, Delivered, Delivery, Envelope, Messenger};
+
+use crate::router::Route;
+
+/// Every component's route, by name.
+pub(crate) type Routes = RwLock<HashMap<String, Route>>;
+
+/// Delivers to the routes of one deployer. It holds them weakly: the
+/// routes hold the runtime, which holds this.
+pub(crate) struct RouteMessenger {
+    pub(crate) routes: Weak<Routes>,
+}
+
+impl std::fmt::Debug for RouteMessenger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteMessenger(..)")
+    }
+}
+
+impl Messenger for RouteMessenger {
+    fn deliver(&self, envelope: Envelope) -> Delivered {
+        let route = self.routes.upgrade().and_then(|routes| {
+            routes
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&envelope.target)
+                .cloned()
+        });
+        Box::pin(deliver(route, envelope))
+    }
+}
+
+async fn deliver(
+    route: Option<Route>,
+    envelope: Envelope,
+) -> Result<Option<airssys_wasm_runtime::Message>, ComponentError> {
+    let target = envelope.target;
+    if envelope.delivery == Delivery::Publish {
+        return Err(ComponentError::Unavailable(format!(
+            "topic `{target}`: subscriptions are not served yet"
+        )));
+    }
+    let Some(route) = route.filter(|r| r.current().is_some()) else {
+        return Err(ComponentError::NotFound(format!(
+            "no component named `{target}` is deployed here"
+        )));
+    };
+    // A component that keeps state runs one call at a time: a message back
+    // to one waiting in this chain would wait for itself.
+    if envelope.chain.contains(&target)
+        && route.current().is_some_and(|a| a.component.keeps_state())
+    {
+        return Err(ComponentError::Unavailable(format!(
+            "cycle: {} -> {target}, which handles one call at a time and waits in this chain",
+            envelope.chain.join(" -> ")
+        )));
+    }
+    match envelope.delivery {
+        Delivery::Request { timeout } => {
+            match tokio::time::timeout(timeout, route.execute(envelope.message)).await {
+                Err(_) => Err(ComponentError::Timeout(format!(
+                    "`{target}` did not answer within {}",
+                    humantime::format_duration(timeout)
+                ))),
+                Ok(Ok(served)) => Ok(Some(served.output.value)),
+                Ok(Err(e)) => Err(as_component_error(&target, e)),
+            }
+        }
+        _ => {
+            let from = envelope.from;
+            tokio::spawn(async move {
+                if let Err(e) = route.execute(envelope.message).await {
+                    tracing::warn!(from = %from, target = %target, error = %e, "a message sent was not handled");
+                }
+            });
+            Ok(None)
+        }
+    }
+}
+
+/// What the sender sees of a target's failure: its own error as it gave it;
+/// a timeout or overload as such; anything else (a trap) as `failed`.
+fn as_component_error(target: &str, e: crate::Error) -> ComponentError {
+    use airssys_wasm_runtime::Error as R;
+    match e {
+        crate::Error::Component(R::Guest { error, .. }) => error,
+        crate::Error::Component(R::Timeout { .. }) => {
+            ComponentError::Timeout(format!("`{target}` ran out of time"))
+        }
+        crate::Error::Component(R::Overloaded { reason, .. }) => {
+            ComponentError::Unavailable(format!("`{target}` is overloaded: {reason}"))
+        }
+        e => ComponentError::Failed(format!("`{target}` failed: {e}")),
+    }
+}
