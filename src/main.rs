@@ -123,6 +123,12 @@ enum Command {
     Status(commands::deploy::StatusArgs),
     /// Run the host: HTTP ingress for deployed routes and the control API.
     Serve(commands::serve::Args),
+    /// Ask a deployed component on a running host to handle a message, and
+    /// print its answer.
+    Request(commands::message::Args),
+    /// Hand a message to a deployed component on a running host, without
+    /// waiting for it to be handled.
+    Send(commands::message::Args),
     /// Build a component project, serve it, and rebuild and upgrade it in
     /// place on every change.
     Dev(commands::dev::Args),
@@ -218,6 +224,8 @@ fn main() -> ExitCode {
             Command::Status(args) => commands::deploy::status(args, host).await,
             Command::Serve(args) => commands::serve::main(args, host).await,
             Command::Dev(args) => commands::dev::main(args, host).await,
+            Command::Request(args) => commands::message::request(args, host).await,
+            Command::Send(args) => commands::message::send(args, host).await,
             Command::Token(args) => commands::token::main(args, host).await,
         }
     });

@@ -285,7 +285,7 @@ fn report_side_output<T>(out: &CallOutput<T>, json: bool) {
     let _ = stderr.write_all(&out.stderr);
 }
 
-fn read_input(input: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_input(input: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
     match input {
         None => Ok(Vec::new()),
         Some(p) if p.as_os_str() == "-" => {

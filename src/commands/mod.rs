@@ -8,6 +8,7 @@ pub(crate) mod compile;
 pub(crate) mod deploy;
 pub(crate) mod dev;
 pub(crate) mod inspect;
+pub(crate) mod message;
 pub(crate) mod publish;
 pub(crate) mod run;
 pub(crate) mod serve;

@@ -218,6 +218,31 @@ fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
         "--canary-max-p99",
         "5s",
     ]));
+    // A message to a deployed component, through the host.
+    std::fs::write(work.path().join("msg.txt"), "a message").unwrap();
+    assert_eq!(
+        ok(on_host(&[
+            "request",
+            "echo",
+            "--input",
+            "msg.txt",
+            "--content-type",
+            "text/plain"
+        ])),
+        "a message"
+    );
+    assert_eq!(
+        ok(on_host(&["send", "echo", "--input", "msg.txt"])),
+        "sent to echo\n"
+    );
+    let o = on_host(&["request", "nobody"]);
+    assert_clean_error(&o, 3, "nobody has no active deployment");
+    let o = cli
+        .cmd(&["request", "echo"])
+        .env_remove("AIRSSYS_HOST")
+        .output()
+        .unwrap();
+    assert_clean_error(&o, 3, "a message goes through a running host");
     // `diff` through the host: the same bytes, the same world.
     assert_eq!(
         ok(on_host(&["diff", "echo", "0.1.0", "0.2.0"])),

@@ -202,6 +202,8 @@ fn api(component_limit: usize) -> OpenApiRouter<Arc<Host>> {
         .routes(routes!(promote))
         .routes(routes!(abort))
         .routes(routes!(history))
+        .routes(routes!(request))
+        .routes(routes!(send))
         .routes(routes!(create_token, tokens))
         .routes(routes!(revoke_token))
         .routes(routes!(audit))
@@ -351,7 +353,7 @@ fn shown(d: &Deployment) -> Deployment {
     d.redacted()
 }
 
-/// A component's bytes, as the body of a publish.
+/// Bytes, as a request body (a component to publish, a message).
 #[derive(ToSchema)]
 #[schema(value_type = String, format = Binary)]
 #[expect(
@@ -843,6 +845,123 @@ async fn promote(
     let record = counted(&host, "promote", d.promote(&name, &actor).await)?;
     host.refresh_routes(&mut d).await.map_err(internal)?;
     Ok(Json(shown(&record)))
+}
+
+/// A component's answer.
+#[derive(serde::Serialize, ToSchema)]
+struct Answer {
+    /// Its media type, if it gave one.
+    content_type: Option<String>,
+    /// Its headers.
+    #[schema(value_type = Vec<Vec<String>>)]
+    headers: Vec<(String, String)>,
+    /// Its bytes, base64.
+    payload_base64: String,
+}
+
+/// The route of `name`'s active version, for a message.
+async fn active_route(host: &Host, name: &str) -> Result<airssys_wasm_deploy::Route, ApiError> {
+    let mut d = host.deployer.lock().await;
+    let route = d.route(name);
+    if route.current().is_none() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{name} has no active deployment"),
+        ));
+    }
+    Ok(route)
+}
+
+/// The message a request body is.
+fn message_of(headers: &http::HeaderMap, body: Bytes) -> airssys_wasm_runtime::Message {
+    airssys_wasm_runtime::Message {
+        payload: body.to_vec(),
+        content_type: headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        headers: Vec::new(),
+    }
+}
+
+/// Ask a component to handle the body as a message (its content type
+/// with it), through its route as another component's `request` would,
+/// and give its answer.
+#[utoipa::path(post, path = "/v1/deployments/{name}/request", tag = "deployments",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The component")),
+    request_body(content = ComponentBytes, content_type = "application/octet-stream",
+        description = "The message's payload; its Content-Type is the message's"),
+    responses(
+        (status = 200, description = "The component's answer", body = Answer),
+        (status = 404, description = "No active deployment", body = ErrorBody),
+        (status = 422, description = "The component refused the message: its error", body = ErrorBody),
+        (status = 502, description = "The component failed (a trap, a timeout)", body = ErrorBody),
+    ))]
+async fn request(
+    State(host): Shared,
+    Path(name): Path<String>,
+    headers: http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Answer> {
+    use base64::Engine as _;
+    let message = message_of(&headers, body?);
+    let route = active_route(&host, &name).await?;
+    match route.execute(message).await {
+        Ok(served) => {
+            let m = served.output.value;
+            Ok(Json(Answer {
+                content_type: m.content_type,
+                headers: m.headers,
+                payload_base64: base64::engine::general_purpose::STANDARD.encode(&m.payload),
+            }))
+        }
+        Err(airssys_wasm_deploy::Error::Component(airssys_wasm_runtime::Error::Guest {
+            error,
+            ..
+        })) => Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{name} answered {}",
+                airssys_wasm_runtime::describe_component_error(&error)
+            ),
+        )),
+        Err(e) => Err(ApiError(StatusCode::BAD_GATEWAY, e.to_string())),
+    }
+}
+
+/// A message accepted for a component.
+#[derive(serde::Serialize, ToSchema)]
+struct Accepted {
+    /// Always true: the message is handled after this answer.
+    accepted: bool,
+}
+
+/// Hand the body to a component as a message, without waiting for it to
+/// be handled (a failure goes to the host's log).
+#[utoipa::path(post, path = "/v1/deployments/{name}/send", tag = "deployments",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The component")),
+    request_body(content = ComponentBytes, content_type = "application/octet-stream",
+        description = "The message's payload; its Content-Type is the message's"),
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        (status = 404, description = "No active deployment", body = ErrorBody),
+    ))]
+async fn send(
+    State(host): Shared,
+    Path(name): Path<String>,
+    headers: http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let message = message_of(&headers, body?);
+    let route = active_route(&host, &name).await?;
+    tokio::spawn(async move {
+        if let Err(e) = route.execute(message).await {
+            tracing::warn!(component = %name, error = %e, "a message sent through the control API was not handled");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true })))
 }
 
 /// Abort the component's canary: every call goes to the active version.

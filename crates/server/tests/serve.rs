@@ -929,6 +929,42 @@ async fn the_openapi_document_is_committed_served_and_routed() {
         let r = host.api(method, concrete, &serde_json::json!(null)).await;
         check(method, template, None, &r);
     }
+    // A message to a component through the API: its answer, or accepted.
+    let r = http(
+        host.admin,
+        "POST",
+        "/v1/deployments/echo/request",
+        &[
+            ("authorization", &format!("Bearer {}", host.token)),
+            ("content-type", "text/plain"),
+        ],
+        b"through the API",
+    )
+    .await;
+    ok(&r);
+    check("POST", "/v1/deployments/{name}/request", None, &r);
+    assert_eq!(r.json()["payload_base64"], "dGhyb3VnaCB0aGUgQVBJ");
+    assert_eq!(r.json()["content_type"], "text/plain");
+    let r = http(
+        host.admin,
+        "POST",
+        "/v1/deployments/ghost/request",
+        &[("authorization", &format!("Bearer {}", host.token))],
+        b"x",
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    check("POST", "/v1/deployments/{name}/request", None, &r);
+    let r = http(
+        host.admin,
+        "POST",
+        "/v1/deployments/echo/send",
+        &[("authorization", &format!("Bearer {}", host.token))],
+        b"fire and forget",
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    check("POST", "/v1/deployments/{name}/send", None, &r);
     // Rollback: no body, `null`, or `{"to": ...}`; a body of another type is
     // refused, not ignored.
     let auth = format!("Bearer {}", host.token);
