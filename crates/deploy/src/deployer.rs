@@ -315,6 +315,8 @@ pub struct Deployer {
     runtime: Runtime,
     state: Arc<crate::state::SqliteState>,
     routes: Arc<crate::messenger::Routes>,
+    /// Messages between this deployer's components, counted.
+    messages: Arc<crate::messenger::MessageCounts>,
     /// Canary verdicts the routes reached, not persisted yet.
     decisions: crate::router::Decisions,
     /// The WIT shapes of versions this deployer compared, by digest.
@@ -367,8 +369,10 @@ impl Deployer {
         };
         // Messages between components go through the routes.
         let routes: Arc<crate::messenger::Routes> = Arc::default();
+        let messages = Arc::new(crate::messenger::MessageCounts::default());
         let messenger = Arc::new(crate::messenger::RouteMessenger {
             routes: Arc::downgrade(&routes),
+            counts: messages.clone(),
         });
         let runtime = Runtime::new(
             config
@@ -382,6 +386,7 @@ impl Deployer {
             runtime,
             state,
             routes,
+            messages,
             decisions: Arc::default(),
             shapes: HashMap::new(),
             last_activation: None,
@@ -1380,6 +1385,13 @@ impl Deployer {
             deployment: Arc::new(record),
             component,
         })
+    }
+
+    /// The counts of messages between this deployer's components (a
+    /// sender's own error, such as a denial, is not a delivery and is not
+    /// counted here).
+    pub fn message_counts(&self) -> Arc<crate::messenger::MessageCounts> {
+        self.messages.clone()
     }
 
     /// The route of `name`, ready for calls: its active version prepared,

@@ -40,6 +40,7 @@ mod deployer;
 pub mod diff;
 mod error;
 mod messenger;
+pub use messenger::{MessageCounts, MessageKey};
 mod registry;
 pub mod router;
 pub mod signing;

@@ -12,10 +12,41 @@ use crate::router::Route;
 /// Every component's route, by name.
 pub(crate) type Routes = RwLock<HashMap<String, Route>>;
 
+/// Messages delivered, by sender, target, delivery (`request`, `send`,
+/// `publish`) and outcome (`ok` or the error's case): what a host's metrics
+/// show.
+#[derive(Debug, Default)]
+pub struct MessageCounts(std::sync::Mutex<HashMap<MessageKey, u64>>);
+
+/// What a message count is kept by: sender, target, delivery, outcome.
+pub type MessageKey = (String, String, &'static str, &'static str);
+
+impl MessageCounts {
+    fn count(&self, key: MessageKey) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_default() += 1;
+    }
+
+    /// Every count so far.
+    pub fn snapshot(&self) -> Vec<(MessageKey, u64)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect()
+    }
+}
+
 /// Delivers to the routes of one deployer. It holds them weakly: the
 /// routes hold the runtime, which holds this.
 pub(crate) struct RouteMessenger {
     pub(crate) routes: Weak<Routes>,
+    pub(crate) counts: std::sync::Arc<MessageCounts>,
 }
 
 impl std::fmt::Debug for RouteMessenger {
@@ -33,7 +64,29 @@ impl Messenger for RouteMessenger {
                 .get(&envelope.target)
                 .cloned()
         });
-        Box::pin(deliver(route, envelope))
+        let counts = self.counts.clone();
+        let key = (
+            envelope.from.clone(),
+            envelope.target.clone(),
+            match envelope.delivery {
+                Delivery::Request { .. } => "request",
+                Delivery::Send => "send",
+                _ => "publish",
+            },
+        );
+        Box::pin(async move {
+            let r = deliver(route, envelope).await;
+            let outcome = match &r {
+                Ok(_) => "ok",
+                Err(ComponentError::NotFound(_)) => "not-found",
+                Err(ComponentError::Timeout(_)) => "timeout",
+                Err(ComponentError::Unavailable(_)) => "unavailable",
+                Err(ComponentError::Failed(_)) => "failed",
+                Err(_) => "refused",
+            };
+            counts.count((key.0, key.1, key.2, outcome));
+            r
+        })
     }
 }
 

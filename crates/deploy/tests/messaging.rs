@@ -132,6 +132,20 @@ async fn requests_go_through_the_host_over_hops_and_fail_each_in_its_own_way() {
         panic!("a cycle is not refused");
     };
     assert!(why.contains("cycle: a -> b -> a"), "{why}");
+    // Each delivery counted, by sender, target, delivery and outcome.
+    let counts = d.message_counts().snapshot();
+    let count = |from: &str, to: &str, outcome: &str| {
+        counts
+            .iter()
+            .find(|((f, t, delivery, o), _)| {
+                f == from && t == to && *delivery == "request" && *o == outcome
+            })
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(count("a", "echo", "ok"), 1, "{counts:?}");
+    assert_eq!(count("a", "nobody", "not-found"), 1, "{counts:?}");
+    assert_eq!(count("a", "slow", "timeout"), 1, "{counts:?}");
+    assert_eq!(count("b", "a", "unavailable"), 1, "{counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -281,6 +281,7 @@ impl Server {
             }
         }));
         let deployer = Deployer::open(&dir, runtime)?;
+        metrics.messages(deployer.message_counts());
         token.set_named(deployer.registry_ref().token_digests()?);
         let runtime = deployer.runtime().clone();
         let bind = |addr: SocketAddr| async move {

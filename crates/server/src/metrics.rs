@@ -58,6 +58,16 @@ pub(crate) type Serving = Arc<RwLock<Vec<Route>>>;
 struct Live {
     serving: Serving,
     fuel: bool,
+    /// Messages between components, once the deployer is open.
+    messages: Arc<std::sync::OnceLock<Arc<airssys_wasm_deploy::MessageCounts>>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    from: String,
+    to: String,
+    delivery: &'static str,
+    outcome: &'static str,
 }
 
 impl std::fmt::Debug for Live {
@@ -96,6 +106,24 @@ impl Collector for Live {
             g.set(i64::try_from(*running).unwrap_or(i64::MAX));
             g.encode(family.encode_family(labels)?)?;
         }
+        if let Some(messages) = self.messages.get() {
+            let mut family = encoder.encode_descriptor(
+                "messages",
+                "Messages between components through the host, by sender, target, delivery \
+                 (request, send, publish) and outcome (ok, not-found, timeout, unavailable, failed, refused)",
+                None,
+                ConstCounter::new(0_u64).metric_type(),
+            )?;
+            for ((from, to, delivery, outcome), n) in messages.snapshot() {
+                let labels = MessageLabels {
+                    from,
+                    to,
+                    delivery,
+                    outcome,
+                };
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
         if !self.fuel {
             return Ok(());
         }
@@ -116,6 +144,8 @@ impl Collector for Live {
 pub(crate) struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<Request, Counter>,
+    /// Where the deployer counts messages (set once it is open).
+    messages: Arc<std::sync::OnceLock<Arc<airssys_wasm_deploy::MessageCounts>>>,
     /// The versions serving as of the last refresh: their series are kept.
     known: Mutex<HashSet<(String, String)>>,
     /// Versions that stopped serving, and since when.
@@ -131,7 +161,12 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn new(serving: Serving, fuel: bool) -> Self {
         let mut registry = Registry::with_prefix("airssys");
-        registry.register_collector(Box::new(Live { serving, fuel }));
+        let messages = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(Live {
+            serving,
+            fuel,
+            messages: messages.clone(),
+        }));
         let deploys = Family::<Deploy, Counter>::default();
         registry.register(
             "deploys",
@@ -183,6 +218,7 @@ impl Metrics {
             registry: Mutex::new(registry),
             requests,
             known: Mutex::default(),
+            messages,
             retired: Mutex::default(),
             deploys,
             denials,
@@ -249,6 +285,11 @@ impl Metrics {
             });
         }
         retired.retain(|_, since| since.elapsed() < RETIRED_SWEPT);
+    }
+
+    /// Show the deployer's message counts.
+    pub(crate) fn messages(&self, counts: Arc<airssys_wasm_deploy::MessageCounts>) {
+        let _ = self.messages.set(counts);
     }
 
     /// Count one deployment operation.

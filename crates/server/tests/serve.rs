@@ -564,6 +564,13 @@ async fn bad_requests_get_a_clear_4xx_and_the_host_serves_on() {
             == r#"airssys_denials_total{component="bad",capability="messaging:request",decision="denied"} 1"#),
         "{metrics}"
     );
+    // Its send and its publish went through the host, and are counted.
+    for line in [
+        r#"airssys_messages_total{from="bad",to="other",delivery="send",outcome="not-found"} 1"#,
+        r#"airssys_messages_total{from="bad",to="news",delivery="publish",outcome="unavailable"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     let fuel = |component: &str| -> u64 {
         let prefix =
             format!(r#"airssys_fuel_consumed_total{{component="{component}",version="0.1.0"}} "#);
