@@ -51,6 +51,29 @@ pub(crate) fn exchange(addr: &str, method: &str, path: &str, body: &str) -> (u16
     (status, head.to_string(), body)
 }
 
+/// The first `lines` lines `serve` prints (where it listens, where the
+/// token is, then what it deployed), with the ingress and admin addresses
+/// read from them.
+fn banner(
+    out: &mut BufReader<std::process::ChildStdout>,
+    lines: usize,
+) -> (String, String, String) {
+    let mut said = String::new();
+    for _ in 0..lines {
+        out.read_line(&mut said).unwrap();
+    }
+    let addr = |label: &str| {
+        said.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|l| l.trim().strip_prefix("http://"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {label} in {said}"))
+            .to_string()
+    };
+    let (ingress, admin) = (addr("ingress"), addr("admin"));
+    (said, ingress, admin)
+}
+
 #[test]
 fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
     let cli = Cli::new();
@@ -75,19 +98,7 @@ fn the_walk_serve_publish_deploy_curl_metrics_and_a_clean_stop() {
         .unwrap();
     // The first lines say where it listens and where the token is.
     let mut out = BufReader::new(host.stdout.take().unwrap());
-    let mut said = String::new();
-    for _ in 0..4 {
-        out.read_line(&mut said).unwrap();
-    }
-    let addr = |label: &str| {
-        said.lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .and_then(|l| l.trim().strip_prefix("http://"))
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no {label} in {said}"))
-            .to_string()
-    };
-    let (ingress, admin) = (addr("ingress"), addr("admin"));
+    let (said, ingress, admin) = banner(&mut out, 4);
     assert!(
         said.contains(&format!("token    {}", st.join("admin.token").display())),
         "{said}"
@@ -457,19 +468,7 @@ fn serve_sends_request_spans_to_an_otlp_endpoint() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(host.stdout.take().unwrap());
-    let mut said = String::new();
-    for _ in 0..4 {
-        out.read_line(&mut said).unwrap();
-    }
-    let addr = |label: &str| {
-        said.lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .and_then(|l| l.trim().strip_prefix("http://"))
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no {label} in {said}"))
-            .to_string()
-    };
-    let (ingress, admin) = (addr("ingress"), addr("admin"));
+    let (_, ingress, admin) = banner(&mut out, 4);
     let token = std::fs::read_to_string(st.join("admin.token")).unwrap();
     let on_host = |args: &[&str]| {
         let o = cli
@@ -598,16 +597,7 @@ fn serve_deploys_what_its_manifest_names() {
             .spawn()
             .unwrap();
         let mut out = BufReader::new(host.stdout.take().unwrap());
-        let mut said = String::new();
-        for _ in 0..5 {
-            out.read_line(&mut said).unwrap();
-        }
-        let ingress = said
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("ingress"))
-            .and_then(|l| l.trim().strip_prefix("http://"))
-            .unwrap_or_else(|| panic!("{said}"))
-            .to_string();
+        let (said, ingress, _) = banner(&mut out, 5);
         (host, said, ingress)
     };
     let stop = |mut host: std::process::Child| {

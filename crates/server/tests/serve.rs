@@ -178,33 +178,34 @@ impl Running {
         panic!("the host never became ready");
     }
 
-    async fn api(&self, method: &str, path: &str, body: &serde_json::Value) -> Reply {
+    /// A control-API request with the token, and `content_type` if given.
+    async fn authed(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
         let auth = format!("Bearer {}", self.token);
+        let mut headers = vec![("authorization", auth.as_str())];
+        if let Some(ct) = content_type {
+            headers.push(("content-type", ct));
+        }
+        http(self.admin, method, path, &headers, body).await
+    }
+
+    async fn api(&self, method: &str, path: &str, body: &serde_json::Value) -> Reply {
         let body = body.to_string();
-        http(
-            self.admin,
-            method,
-            path,
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            body.as_bytes(),
-        )
-        .await
+        self.authed(method, path, Some("application/json"), body.as_bytes())
+            .await
     }
 
     async fn publish(&self, file: &str, name: &str, version: &str) -> Reply {
-        let auth = format!("Bearer {}", self.token);
         let bytes = std::fs::read(file).unwrap();
-        http(
-            self.admin,
+        self.authed(
             "POST",
             &format!("/v1/components?name={name}&version={version}&allow_unsigned=true"),
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/wasm"),
-            ],
+            Some("application/wasm"),
             &bytes,
         )
         .await
@@ -937,52 +938,38 @@ async fn the_openapi_document_is_committed_served_and_routed() {
         check(method, template, None, &r);
     }
     // A message to a component through the API: its answer, or accepted.
-    let r = http(
-        host.admin,
-        "POST",
-        "/v1/deployments/echo/request",
-        &[
-            ("authorization", &format!("Bearer {}", host.token)),
-            ("content-type", "text/plain"),
-        ],
-        b"through the API",
-    )
-    .await;
+    let r = host
+        .authed(
+            "POST",
+            "/v1/deployments/echo/request",
+            Some("text/plain"),
+            b"through the API",
+        )
+        .await;
     ok(&r);
     check("POST", "/v1/deployments/{name}/request", None, &r);
     assert_eq!(r.json()["payload_base64"], "dGhyb3VnaCB0aGUgQVBJ");
     assert_eq!(r.json()["content_type"], "text/plain");
-    let r = http(
-        host.admin,
-        "POST",
-        "/v1/deployments/ghost/request",
-        &[("authorization", &format!("Bearer {}", host.token))],
-        b"x",
-    )
-    .await;
+    let r = host
+        .authed("POST", "/v1/deployments/ghost/request", None, b"x")
+        .await;
     assert_eq!(r.status, 404, "{}", r.text());
     check("POST", "/v1/deployments/{name}/request", None, &r);
-    let r = http(
-        host.admin,
-        "POST",
-        "/v1/deployments/echo/send",
-        &[("authorization", &format!("Bearer {}", host.token))],
-        b"fire and forget",
-    )
-    .await;
+    let r = host
+        .authed(
+            "POST",
+            "/v1/deployments/echo/send",
+            None,
+            b"fire and forget",
+        )
+        .await;
     assert_eq!(r.status, 202, "{}", r.text());
     check("POST", "/v1/deployments/{name}/send", None, &r);
     // Rollback: no body, `null`, or `{"to": ...}`; a body of another type is
     // refused, not ignored.
-    let auth = format!("Bearer {}", host.token);
-    let r = http(
-        host.admin,
-        "POST",
-        "/v1/deployments/echo/rollback",
-        &[("authorization", &auth)],
-        b"",
-    )
-    .await;
+    let r = host
+        .authed("POST", "/v1/deployments/echo/rollback", None, b"")
+        .await;
     ok(&r);
     check("POST", "/v1/deployments/{name}/rollback", None, &r);
     assert_eq!(r.json()["deployment"]["version"], "0.1.0");
@@ -992,17 +979,14 @@ async fn the_openapi_document_is_committed_served_and_routed() {
         .await;
     check("POST", "/v1/deployments/{name}/rollback", Some(&body), &r);
     assert_eq!(r.json()["deployment"]["version"], "0.2.0");
-    let r = http(
-        host.admin,
-        "POST",
-        "/v1/deployments/echo/rollback",
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ],
-        br#"{"to":"0.1.0"}"#,
-    )
-    .await;
+    let r = host
+        .authed(
+            "POST",
+            "/v1/deployments/echo/rollback",
+            Some("application/x-www-form-urlencoded"),
+            br#"{"to":"0.1.0"}"#,
+        )
+        .await;
     assert_eq!(r.status, 415, "{}", r.text());
     check("POST", "/v1/deployments/{name}/rollback", None, &r);
     let r = host
