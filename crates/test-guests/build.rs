@@ -56,6 +56,11 @@ const GUESTS: &[Guest] = &[
         doc: "`tests/guests/relay`: an SDK component that asks other components through the host (`relay TARGET REST`, `tell TARGET REST`) and otherwise counts its calls in its state; for messaging tests.",
     },
     Guest {
+        constant: "ACTOR",
+        file: "actor.wasm",
+        doc: "`tests/guests/actor`: an SDK component for actor hosting: `count` (a counter in memory and one in state, answered as `memory M state S`), `panic`, `count-then-panic`, `sleep MS`, `get KEY`, `error`; `init` and `shutdown` count themselves in state (`inits`, `shutdowns`), `migrate` stores `migrated-from`.",
+    },
+    Guest {
         constant: "FLAKY",
         file: "flaky.wasm",
         doc: "`tests/guests/flaky`: an SDK component that keeps no state and answers `ok`, fails when config `fail-calls` is `true`, and waits config `delay-ms` first; for canary tests.",

@@ -27,10 +27,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use airssys_wasm_runtime::{
-    Capability, ComponentPre, Grants, Limits, PrepareOptions, Runtime, RuntimeConfig,
+    CallOutput, Capability, ComponentPre, Grants, Limits, Message, PrepareOptions, Runtime,
+    RuntimeConfig,
 };
 use rusqlite::{OptionalExtension, params};
 
+use crate::actors::{ActorPlan, ActorSpec, Actors, Hosting};
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::router::Route;
@@ -115,6 +117,14 @@ pub struct DeploySpec {
     /// overloaded: `503` on a route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<u32>,
+    /// `per-call` (the default: a fresh instance for every call) or
+    /// `actor` (long-lived instances with mailboxes, supervised).
+    #[serde(default, skip_serializing_if = "Hosting::is_per_call")]
+    pub hosting: Hosting,
+    /// Actor hosting's settings (with `hosting: actor`; defaults
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<ActorSpec>,
 }
 
 impl DeploySpec {
@@ -131,6 +141,21 @@ impl DeploySpec {
             fuel: None,
             route: None,
             max_concurrent: None,
+            hosting: Hosting::PerCall,
+            actor: None,
+        }
+    }
+
+    /// Actor hosting's plan: `None` for per-call hosting (where actor
+    /// settings are refused).
+    pub fn actor_plan(&self) -> Result<Option<ActorPlan>> {
+        match (self.hosting, &self.actor) {
+            (Hosting::PerCall, None) => Ok(None),
+            (Hosting::PerCall, Some(_)) => Err(Error::Invalid(
+                "actor settings (instances, mailbox, supervision, restarts) need `hosting: actor`"
+                    .into(),
+            )),
+            (Hosting::Actor, a) => a.clone().unwrap_or_default().plan().map(Some),
         }
     }
 
@@ -265,6 +290,10 @@ pub struct StateUsage {
     pub bytes: u64,
 }
 
+/// Who fails an actor deployment in the audit trail, and how its reason
+/// starts.
+const SUPERVISOR: &str = "supervisor";
+
 /// The active version of one component, for calls in this process.
 #[derive(Clone)]
 pub struct Active {
@@ -272,6 +301,40 @@ pub struct Active {
     pub deployment: Arc<Deployment>,
     /// Ready to call.
     pub component: ComponentPre,
+    /// Its running instances, with actor hosting: calls go to their
+    /// mailboxes rather than to fresh instances of `component`.
+    pub actors: Option<Actors>,
+}
+
+impl Active {
+    /// The same version under its record `record` (a new state of it).
+    pub(crate) fn with_record(self, record: Deployment) -> Self {
+        Self {
+            deployment: Arc::new(record),
+            ..self
+        }
+    }
+
+    /// Handle one message: on a fresh instance, or through an actor's
+    /// mailbox (waiting at most `wait`, or the plan's send timeout, for
+    /// room).
+    pub async fn execute(
+        &self,
+        input: Message,
+        wait: Option<std::time::Duration>,
+    ) -> Result<CallOutput<Message>> {
+        match &self.actors {
+            Some(actors) => actors.call(input, wait).await,
+            None => Ok(self.component.execute(input).await?),
+        }
+    }
+
+    /// Whether it handles one message at a time (a component that keeps
+    /// state, or an actor): a message back to it from a chain it waits in
+    /// would wait for itself.
+    pub fn serial(&self) -> bool {
+        self.actors.is_some() || self.component.keeps_state()
+    }
 }
 
 /// Deploys, upgrades and rolls back components of one state directory.
@@ -680,6 +743,11 @@ impl Deployer {
             let component = self
                 .load_and_migrate(spec, &bytes, options, migrate_from)
                 .await?;
+            // Actor instances start (and run `init`) before the switch: one
+            // that does not start fails the deployment, not its calls.
+            let ready = self
+                .ready(read(self.registry.conn(), id)?, component.clone())
+                .await?;
             if let Strategy::BlueGreen = strategy {
                 match component.health().await {
                     Ok(airssys_wasm_runtime::HealthStatus::Unhealthy(why)) => {
@@ -698,10 +766,7 @@ impl Deployer {
                 // `prepared` and the audit record in one transaction: a
                 // canary is never in progress without its record.
                 let record = self.start_canary(id, parent, plan, actor)?;
-                let active = Active {
-                    deployment: Arc::new(record.clone()),
-                    component,
-                };
+                let active = ready.with_record(record.clone());
                 // The route measures against the active version: prepare
                 // it here if no call prepared it yet.
                 self.active(&spec.name).await?;
@@ -716,10 +781,7 @@ impl Deployer {
             crash_point!("deploy-active");
             let committed = std::time::Instant::now();
             route.set_primary(
-                Some(Active {
-                    deployment: Arc::new(record.clone()),
-                    component,
-                }),
+                Some(ready.with_record(record.clone())),
                 matches!(strategy, Strategy::BlueGreen),
             );
             self.last_activation = Some(Activation {
@@ -1002,9 +1064,9 @@ impl Deployer {
         let route = self.route(name);
         // The canary's prepared component, or a new one for a route that
         // never ran it (so the route serves what the database says).
-        let component = match route.canary() {
-            Some(c) if c.deployment.id == canary.id => Some(c.component),
-            _ if route.current().is_some() => Some(self.prepare(canary.clone()).await?.component),
+        let ready = match route.canary() {
+            Some(c) if c.deployment.id == canary.id => Some(c),
+            _ if route.current().is_some() => Some(self.prepare(canary.clone()).await?),
             _ => None,
         };
         let current = self.active_record(name)?;
@@ -1016,14 +1078,8 @@ impl Deployer {
             serde_json::json!({ "by": "operator" }),
         )?;
         route.end_canary(None);
-        if let Some(component) = component {
-            route.set_primary(
-                Some(Active {
-                    deployment: Arc::new(record.clone()),
-                    component,
-                }),
-                true,
-            );
+        if let Some(ready) = ready {
+            route.set_primary(Some(ready.with_record(record.clone())), true);
         }
         Ok(record)
     }
@@ -1125,6 +1181,9 @@ impl Deployer {
     }
 
     fn persist_decision(&mut self, d: &crate::router::Decision) -> Result<Option<Deployment>> {
+        if let crate::router::Verdict::Failed(why) = &d.verdict {
+            return self.persist_actor_failure(d, why);
+        }
         // Only a canary still in progress (an operator may have ended it).
         let Some(canary) = self
             .canary_record(&d.name)?
@@ -1145,11 +1204,65 @@ impl Deployer {
                 self.route(&d.name).refresh(Arc::new(r.clone()));
                 r
             }
-            crate::router::Verdict::Abort(why) => {
+            crate::router::Verdict::Abort(why) | crate::router::Verdict::Failed(why) => {
                 self.end_canary_failed(&canary, &format!("aborted: {why}"), "router", Some(d))?
             }
         };
         Ok(Some(record))
+    }
+
+    /// Record that an actor deployment's supervisor gave up: the deployment
+    /// becomes `failed` (a canary is aborted), audited as `fail` by
+    /// `supervisor`. Its route keeps it, so calls get its reason.
+    fn persist_actor_failure(
+        &mut self,
+        d: &crate::router::Decision,
+        why: &str,
+    ) -> Result<Option<Deployment>> {
+        let record = read(self.registry.conn(), d.deployment)?;
+        let reason = format!("{SUPERVISOR}: {why}");
+        if record.is_canary() {
+            let route = self.route(&d.name);
+            if route.canary().is_some_and(|c| c.deployment.id == record.id) {
+                route.end_canary(None);
+            }
+            return self
+                .end_canary_failed(&record, &reason, SUPERVISOR, Some(d))
+                .map(Some);
+        }
+        if record.state != "active" {
+            return Ok(None);
+        }
+        let tx = self.registry.begin()?;
+        tx.execute(
+            "UPDATE deployments SET state = 'failed', reason = ?1, updated_ms = ?2 WHERE id = ?3",
+            params![reason, crate::audit::now_ms(), record.id],
+        )?;
+        let failed = read(&tx, record.id)?;
+        let details = serde_json::json!({ "deployment": record.id, "reason": reason });
+        let subject = format!("{}@{}", record.name, record.version);
+        let head = crate::audit::append(&tx, SUPERVISOR, "fail", &subject, &details)?;
+        tx.commit(head)?;
+        tracing::error!(component = %record.name, version = %record.version, deployment = record.id, reason = %reason, "deployment failed");
+        self.route(&d.name).refresh(Arc::new(failed.clone()));
+        Ok(Some(failed))
+    }
+
+    /// The deployments that failed while active because their supervisor
+    /// gave up, for components with no active deployment now: the latest
+    /// of each.
+    pub fn failed_actors(&self) -> Result<Vec<Deployment>> {
+        let mut stmt = self.registry.conn().prepare(
+            "SELECT MAX(id) FROM deployments d WHERE state = 'failed' AND reason LIKE ?1
+             AND NOT EXISTS (SELECT 1 FROM deployments a WHERE a.name = d.name AND a.state = 'active')
+             GROUP BY name ORDER BY name",
+        )?;
+        let ids: Vec<i64> = stmt
+            .query_map(params![format!("{SUPERVISOR}: %")], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        ids.into_iter()
+            .map(|id| read(self.registry.conn(), id))
+            .collect()
     }
 
     /// Re-activate an earlier deployment of `name`: the one `to` names (a
@@ -1212,13 +1325,9 @@ impl Deployer {
         }
         let route = self.route(name);
         let standby = route.standby_of(target);
-        let component = match &standby {
-            Some(s) => s.component.clone(),
-            None => {
-                let options = self.options(&record)?;
-                let bytes = self.registry.bytes(name, &record.version)?;
-                self.runtime.load(name, &bytes, options).await?
-            }
+        let ready = match &standby {
+            Some(s) => s.clone(),
+            None => self.prepare(record.clone()).await?,
         };
         let moves = record.generation != current.generation;
         let paused = if moves {
@@ -1241,13 +1350,7 @@ impl Deployer {
                 "left_behind": left_behind_count,
             }),
         )?;
-        route.set_primary(
-            Some(Active {
-                deployment: Arc::new(record.clone()),
-                component,
-            }),
-            standby.is_some(),
-        );
+        route.set_primary(Some(ready.with_record(record.clone())), standby.is_some());
         drop(paused);
         Ok(Rollback {
             deployment: record,
@@ -1381,9 +1484,35 @@ impl Deployer {
         let bytes = self.registry.bytes(&record.name, &record.version)?;
         let options = self.options(&record)?;
         let component = self.runtime.load(&record.name, &bytes, options).await?;
+        self.ready(record, component).await
+    }
+
+    /// A prepared version ready for calls: with actor hosting, its
+    /// instances started (each runs `init`) under their supervisor, which
+    /// reports a failure to be persisted by [`Deployer::settle`].
+    async fn ready(&mut self, record: Deployment, component: ComponentPre) -> Result<Active> {
+        let actors = match record.spec.actor_plan()? {
+            None => None,
+            Some(plan) => {
+                let pending = self.decisions.clone();
+                let (name, id) = (record.name.clone(), record.id);
+                let on_failure = Box::new(move |reason: String| {
+                    pending.push(crate::router::Decision {
+                        name,
+                        deployment: id,
+                        against: None,
+                        verdict: crate::router::Verdict::Failed(reason),
+                        calls: 0,
+                        errors: 0,
+                    });
+                });
+                Some(Actors::start(component.clone(), plan, on_failure).await?)
+            }
+        };
         Ok(Active {
             deployment: Arc::new(record),
             component,
+            actors,
         })
     }
 

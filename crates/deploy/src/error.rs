@@ -74,6 +74,33 @@ pub enum Error {
     #[error(transparent)]
     Component(#[from] airssys_wasm_runtime::Error),
 
+    /// Every mailbox of an actor deployment stayed full while the sender
+    /// waited.
+    #[error(
+        "{component}: every mailbox is full ({capacity} messages each) and none had room within {}; it is overloaded: try again later, or deploy it with more instances or a larger mailbox",
+        humantime::format_duration(*.waited)
+    )]
+    MailboxFull {
+        /// The component.
+        component: String,
+        /// Messages one mailbox holds.
+        capacity: usize,
+        /// How long the sender waited.
+        waited: std::time::Duration,
+    },
+
+    /// An actor deployment failed (its restarts passed the intensity) or
+    /// stopped.
+    #[error(
+        "{component} is not running: {reason}; see `airssys-wasm status`, then fix it and deploy again, or roll back"
+    )]
+    ActorsFailed {
+        /// The component.
+        component: String,
+        /// Why.
+        reason: String,
+    },
+
     /// The audit chain does not verify.
     #[error("audit trail broken at record {seq}: {reason}")]
     AuditBroken {

@@ -34,6 +34,8 @@ macro_rules! crash_point {
     };
 }
 
+mod actors;
+pub use actors::{ActorPlan, ActorSpec, ActorStatus, Actors, Hosting, MAX_INSTANCES, Supervision};
 pub mod audit;
 mod blob;
 mod deployer;

@@ -107,9 +107,7 @@ async fn deliver(
     };
     // A component that keeps state runs one call at a time: a message back
     // to one waiting in this chain would wait for itself.
-    if envelope.chain.contains(&target)
-        && route.current().is_some_and(|a| a.component.keeps_state())
-    {
+    if envelope.chain.contains(&target) && route.current().is_some_and(|a| a.serial()) {
         return Err(ComponentError::Unavailable(format!(
             "cycle: {} -> {target}, which handles one call at a time and waits in this chain",
             envelope.chain.join(" -> ")
@@ -117,7 +115,8 @@ async fn deliver(
     }
     match envelope.delivery {
         Delivery::Request { timeout } => {
-            match tokio::time::timeout(timeout, route.execute(envelope.message)).await {
+            let served = route.execute_within(envelope.message, Some(timeout));
+            match tokio::time::timeout(timeout, served).await {
                 Err(_) => Err(ComponentError::Timeout(format!(
                     "`{target}` did not answer within {}",
                     humantime::format_duration(timeout)
@@ -126,15 +125,10 @@ async fn deliver(
                 Ok(Err(e)) => Err(as_component_error(&target, e)),
             }
         }
-        _ => {
-            let from = envelope.from;
-            tokio::spawn(async move {
-                if let Err(e) = route.execute(envelope.message).await {
-                    tracing::warn!(from = %from, target = %target, error = %e, "a message sent was not handled");
-                }
-            });
-            Ok(None)
-        }
+        _ => match route.send(envelope.message, None).await {
+            Ok(()) => Ok(None),
+            Err(e) => Err(as_component_error(&target, e)),
+        },
     }
 }
 
@@ -150,6 +144,11 @@ fn as_component_error(target: &str, e: crate::Error) -> ComponentError {
         crate::Error::Component(R::Overloaded { reason, .. }) => {
             ComponentError::Unavailable(format!("`{target}` is overloaded: {reason}"))
         }
+        // Typed cases of their own once the contract has them (0.2.0).
+        e @ crate::Error::MailboxFull { .. } => {
+            ComponentError::Unavailable(format!("mailbox full: {e}"))
+        }
+        e @ crate::Error::ActorsFailed { .. } => ComponentError::Unavailable(e.to_string()),
         e => ComponentError::Failed(format!("`{target}` failed: {e}")),
     }
 }

@@ -143,6 +143,10 @@ pub enum Verdict {
     /// A step passed a threshold (the reason says which): the canary takes
     /// no more calls.
     Abort(String),
+    /// Not a canary's verdict: an actor deployment's restarts passed its
+    /// intensity (the reason says how many in what time), and its
+    /// instances stopped.
+    Failed(String),
 }
 
 /// A canary's end, decided by its route, to be persisted.
@@ -185,7 +189,7 @@ impl Pending {
         list.extend(later);
     }
 
-    fn push(&self, decision: Decision) {
+    pub(crate) fn push(&self, decision: Decision) {
         self.list
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -519,9 +523,16 @@ impl Route {
     /// Call `handler.execute` on the version the route picks, and report
     /// how it ended.
     pub async fn execute(&self, input: Message) -> Result<Served> {
+        self.execute_within(input, None).await
+    }
+
+    /// [`Route::execute`], waiting at most `wait` for room when the
+    /// version is an actor whose mailboxes are full (its plan's send
+    /// timeout when `None` or longer).
+    pub async fn execute_within(&self, input: Message, wait: Option<Duration>) -> Result<Served> {
         let pick = self.pick().await?;
         let deployment = pick.active.deployment.clone();
-        let r = pick.active.component.execute(input).await;
+        let r = pick.active.execute(input, wait).await;
         // Every error counts, `Overloaded` too: a version's concurrency
         // limit is its own.
         pick.finish(r.is_ok());
@@ -529,6 +540,46 @@ impl Route {
             deployment,
             output: r?,
         })
+    }
+
+    /// Deliver `input` without waiting for its answer: returns once it is
+    /// accepted (an actor's mailbox had room within `wait`, as for
+    /// [`Route::execute_within`]). The call runs on, holding its version;
+    /// its failure is logged.
+    pub async fn send(&self, input: Message, wait: Option<Duration>) -> Result<()> {
+        let pick = self.pick().await?;
+        let name = self.inner.name.clone();
+        let log = move |e: &Error| {
+            tracing::warn!(target_component = %name, error = %e, "a message sent was not handled");
+        };
+        match pick.active.actors.clone() {
+            None => {
+                tokio::spawn(async move {
+                    let r = pick.active.component.execute(input).await;
+                    pick.finish(r.is_ok());
+                    if let Err(e) = r {
+                        log(&e.into());
+                    }
+                });
+            }
+            Some(actors) => {
+                let answer = match actors.accept(input, wait).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        pick.finish(false);
+                        return Err(e);
+                    }
+                };
+                tokio::spawn(async move {
+                    let r = actors.answer(answer).await;
+                    pick.finish(r.is_ok());
+                    if let Err(e) = r {
+                        log(&e);
+                    }
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Judge the canary's step on time alone (a step may end by time with
@@ -579,6 +630,7 @@ impl Route {
                 reason = %why,
                 "canary aborted"
             ),
+            Verdict::Failed(_) => {}
         }
         self.inner.decisions.push(decision);
     }
@@ -617,7 +669,7 @@ impl Route {
             table.standby = table.primary.take();
             table.primary = Some(Active {
                 deployment: record,
-                component: run.active.component.clone(),
+                ..run.active.clone()
             });
         }
     }

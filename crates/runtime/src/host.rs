@@ -257,6 +257,27 @@ impl HostCtx {
 }
 
 impl HostCtx {
+    /// When the call must end: the earlier of its timeout and the end of a
+    /// grant it rests on.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match (self.times_out, self.grant_ends) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Start the next call on a long-lived store: its own timeout from now,
+    /// nothing left of the last call's records.
+    pub(crate) fn next_call(&mut self, times_out: Option<Instant>) {
+        self.times_out = times_out;
+        self.hooks.deadline = self.deadline();
+        self.limiter.memory_refused = None;
+        self.limiter.table_refused = None;
+        self.logs.clear();
+        self.logs_dropped = 0;
+        self.instantiated = None;
+    }
+
     pub(crate) fn new(
         wasi: WasiCtx,
         shared: Arc<Shared>,

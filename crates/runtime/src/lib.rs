@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+mod actor;
 mod audit;
 mod cache;
 mod component;
@@ -67,6 +68,7 @@ pub(crate) mod bindings {
     });
 }
 
+pub use actor::ActorInstance;
 pub use airssys_wasm_capability::Capability;
 pub use audit::{AuditEvent, AuditSink, Decision, PER_MINUTE as AUDIT_PER_MINUTE};
 pub use bindings::airssys::component::types::{

@@ -137,7 +137,7 @@ pub struct Timings {
 }
 
 /// What a component exports, resolved once at preparation.
-enum Kind {
+pub(crate) enum Kind {
     Airssys {
         execute: ComponentExportIndex,
         lifecycle: Option<Lifecycle>,
@@ -147,11 +147,12 @@ enum Kind {
     Library,
 }
 
-struct Lifecycle {
-    init: ComponentExportIndex,
+pub(crate) struct Lifecycle {
+    pub(crate) init: ComponentExportIndex,
     health: ComponentExportIndex,
     metadata: ComponentExportIndex,
     migrate: Option<ComponentExportIndex>,
+    pub(crate) shutdown: Option<ComponentExportIndex>,
 }
 
 /// A component ready to be called: compiled, linked, pre-instantiated.
@@ -159,15 +160,15 @@ struct Lifecycle {
 /// [`Limits::max_concurrent`].
 #[derive(Clone)]
 pub struct ComponentPre {
-    inner: Arc<PreInner>,
+    pub(crate) inner: Arc<PreInner>,
 }
 
-struct PreInner {
-    runtime: Runtime,
+pub(crate) struct PreInner {
+    pub(crate) runtime: Runtime,
     compiled: Compiled,
-    pre: InstancePre<HostCtx>,
-    kind: Kind,
-    shared: Arc<Shared>,
+    pub(crate) pre: InstancePre<HostCtx>,
+    pub(crate) kind: Kind,
+    pub(crate) shared: Arc<Shared>,
     permits: Arc<Semaphore>,
     /// Every exported function, listed once: dynamic calls look names up
     /// here instead of walking the component's type on each call.
@@ -183,7 +184,7 @@ struct Resolved {
 }
 
 /// Where a store's stdio goes.
-enum Stdio {
+pub(crate) enum Stdio {
     /// Captured, bounded (handler and dynamic calls).
     Capture,
     /// The process's own stdio, with arguments (`run`, like `wasmtime run`).
@@ -232,6 +233,7 @@ impl ComponentPre {
                         health: index(l, "health")?,
                         metadata: index(l, "metadata")?,
                         migrate: index(l, "migrate").ok(),
+                        shutdown: index(l, "shutdown").ok(),
                     }),
                 };
                 Kind::Airssys { execute, lifecycle }
@@ -443,22 +445,7 @@ impl ComponentPre {
                 Ok(r)
             })
             .await?;
-        match out.value {
-            Ok(value) => Ok(CallOutput {
-                value,
-                stdout: out.stdout,
-                stderr: out.stderr,
-                stdout_bytes: out.stdout_bytes,
-                stderr_bytes: out.stderr_bytes,
-                logs: out.logs,
-                logs_dropped: out.logs_dropped,
-                timings: out.timings,
-            }),
-            Err(error) => Err(Error::Guest {
-                component: self.name().to_string(),
-                error,
-            }),
-        }
+        out.answered(self.name())
     }
 
     /// Call `lifecycle.health` in a fresh instance.
@@ -816,7 +803,7 @@ impl ComponentPre {
         }
     }
 
-    fn not_a_handler(&self) -> Error {
+    pub(crate) fn not_a_handler(&self) -> Error {
         Error::Unsupported {
             component: self.name().to_string(),
             reason: format!(
@@ -847,7 +834,7 @@ impl ComponentPre {
     }
 
     /// A fresh store with this component's limits and a deadline.
-    fn new_store(
+    pub(crate) fn new_store(
         &self,
         stdio: Stdio,
     ) -> Result<(Store<HostCtx>, Option<OutputCapture>, Option<OutputCapture>)> {
@@ -922,11 +909,10 @@ impl ComponentPre {
                     .unwrap_or_default()
         });
         let times_out = limits.timeout_at();
-        let deadline = earlier(times_out, grant_ends);
         let hooks = crate::net::OutgoingHttp {
             net: profile.net.clone(),
             tls: self.inner.runtime.inner.tls.clone(),
-            deadline,
+            deadline: earlier(times_out, grant_ends),
         };
         let mut ctx = HostCtx::new(wasi.build(), shared.clone(), decided.clone(), hooks);
         ctx.messenger
@@ -957,16 +943,12 @@ impl ComponentPre {
             let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
         store.set_epoch_deadline(1);
-        match deadline {
-            Some(deadline) => store.epoch_deadline_callback(move |_| {
-                if Instant::now() >= deadline {
-                    Ok(UpdateDeadline::Interrupt)
-                } else {
-                    Ok(UpdateDeadline::Yield(1))
-                }
-            }),
-            None => store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1))),
-        }
+        // The deadline is read from the store: a long-lived instance's
+        // store gets a new one for each call.
+        store.epoch_deadline_callback(|ctx| match ctx.data().deadline() {
+            Some(deadline) if Instant::now() >= deadline => Ok(UpdateDeadline::Interrupt),
+            _ => Ok(UpdateDeadline::Yield(1)),
+        });
         Ok((store, stdout, stderr))
     }
 
@@ -1002,12 +984,29 @@ impl ComponentPre {
         // Calls of a component that keeps state run one at a time, so each
         // call's writes are kept or undone as a unit.
         let _state_turn = self.state_turn().await?;
-        let limits = &self.inner.shared.limits;
         let start = Instant::now();
         let (mut store, stdout, stderr) = self.new_store(stdio)?;
-        let deadline = earlier(store.data().times_out, store.data().grant_ends);
+        self.run_on(&mut store, (&stdout, &stderr), start, keep, f)
+            .await
+    }
+
+    /// Run `f` on `store` until its deadline: the call's state writes kept
+    /// or undone by `keep`, every failure classified, the output taken.
+    pub(crate) async fn run_on<T, F>(
+        &self,
+        store: &mut Store<HostCtx>,
+        (stdout, stderr): (&Option<OutputCapture>, &Option<OutputCapture>),
+        start: Instant,
+        keep: fn(&T) -> bool,
+        f: F,
+    ) -> Result<CallOutput<T>>
+    where
+        F: AsyncFnOnce(&mut Store<HostCtx>) -> wasmtime::Result<T>,
+    {
+        let limits = &self.inner.shared.limits;
+        let deadline = store.data().deadline();
         let result = {
-            let run = f(&mut store);
+            let run = f(&mut *store);
             match deadline {
                 Some(at) => tokio::time::timeout_at(at.into(), run)
                     .await
@@ -1017,7 +1016,7 @@ impl ComponentPre {
         };
         self.inner
             .shared
-            .count_fuel(&store, self.inner.runtime.config().fuel);
+            .count_fuel(store, self.inner.runtime.config().fuel);
         let audit = &self.inner.shared.audit;
         // A call that does not end well leaves no state behind.
         if !matches!(result, Ok(Ok(_))) {
@@ -1025,15 +1024,15 @@ impl ComponentPre {
         }
         let value = match result {
             Err(()) => {
-                let e = self.grant_ended(&store).unwrap_or_else(|| Error::Timeout {
+                let e = self.grant_ended(store).unwrap_or_else(|| Error::Timeout {
                     component: self.name().to_string(),
                     timeout: limits.timeout,
                 });
                 return Err(stopped(audit, e));
             }
             Ok(Err(e)) => {
-                let e = match classify(self.name(), e, observed(&store, &stderr), limits) {
-                    Error::Timeout { .. } if let Some(ended) = self.grant_ended(&store) => ended,
+                let e = match classify(self.name(), e, observed(store, stderr), limits) {
+                    Error::Timeout { .. } if let Some(ended) = self.grant_ended(store) => ended,
                     e => e,
                 };
                 return Err(stopped(audit, e));
@@ -1043,8 +1042,8 @@ impl ComponentPre {
         store.data_mut().finish_state(keep(&value))?;
         audit.flush();
         let end = Instant::now();
-        let (stdout, stdout_bytes) = stdout.map(|c| c.take()).unwrap_or_default();
-        let (stderr, stderr_bytes) = stderr.map(|c| c.take()).unwrap_or_default();
+        let (stdout, stdout_bytes) = stdout.as_ref().map(|c| c.take()).unwrap_or_default();
+        let (stderr, stderr_bytes) = stderr.as_ref().map(|c| c.take()).unwrap_or_default();
         let ctx = store.data_mut();
         let instantiated = ctx.instantiated.unwrap_or(start);
         Ok(CallOutput {
@@ -1060,6 +1059,29 @@ impl ComponentPre {
                 call_us: end.duration_since(instantiated).as_micros() as u64,
             },
         })
+    }
+}
+
+impl CallOutput<std::result::Result<Message, ComponentError>> {
+    /// The answer of a `handler.execute` call: the message, or the
+    /// component's own error.
+    pub(crate) fn answered(self, component: &str) -> Result<CallOutput<Message>> {
+        match self.value {
+            Ok(value) => Ok(CallOutput {
+                value,
+                stdout: self.stdout,
+                stderr: self.stderr,
+                stdout_bytes: self.stdout_bytes,
+                stderr_bytes: self.stderr_bytes,
+                logs: self.logs,
+                logs_dropped: self.logs_dropped,
+                timings: self.timings,
+            }),
+            Err(error) => Err(Error::Guest {
+                component: component.to_string(),
+                error,
+            }),
+        }
     }
 }
 
@@ -1090,7 +1112,7 @@ impl ComponentPre {
     /// Wait for this component's turn to run a call that may write state
     /// (no wait for one that imports no state interface). The wait is
     /// bounded by the call's timeout.
-    async fn state_turn(&self) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+    pub(crate) async fn state_turn(&self) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
         let Some(gate) = &self.inner.shared.state_gate else {
             return Ok(None);
         };

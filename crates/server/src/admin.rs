@@ -897,6 +897,7 @@ fn message_of(headers: &http::HeaderMap, body: Bytes) -> airssys_wasm_runtime::M
         (status = 404, description = "No active deployment", body = ErrorBody),
         (status = 422, description = "The component refused the message: its error", body = ErrorBody),
         (status = 502, description = "The component failed (a trap, a timeout)", body = ErrorBody),
+        (status = 503, description = "An actor's mailboxes stayed full, or it failed", body = ErrorBody),
     ))]
 async fn request(
     State(host): Shared,
@@ -926,7 +927,19 @@ async fn request(
                 airssys_wasm_runtime::describe_component_error(&error)
             ),
         )),
-        Err(e) => Err(ApiError(StatusCode::BAD_GATEWAY, e.to_string())),
+        Err(e) => Err(not_handled(e)),
+    }
+}
+
+/// An actor's full mailboxes or its failure are `503`; anything else that
+/// kept the component from answering (a trap, a timeout) is `502`.
+fn not_handled(e: airssys_wasm_deploy::Error) -> ApiError {
+    use airssys_wasm_deploy::Error as E;
+    match e {
+        E::MailboxFull { .. } | E::ActorsFailed { .. } => {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        e => ApiError(StatusCode::BAD_GATEWAY, e.to_string()),
     }
 }
 
@@ -938,7 +951,8 @@ struct Accepted {
 }
 
 /// Hand the body to a component as a message, without waiting for it to
-/// be handled (a failure goes to the host's log).
+/// be handled (a failure goes to the host's log). An actor's message is
+/// answered once its mailbox took it.
 #[utoipa::path(post, path = "/v1/deployments/{name}/send", tag = "deployments",
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The component")),
@@ -947,6 +961,7 @@ struct Accepted {
     responses(
         (status = 202, description = "Accepted", body = Accepted),
         (status = 404, description = "No active deployment", body = ErrorBody),
+        (status = 503, description = "An actor's mailboxes stayed full, or it failed", body = ErrorBody),
     ))]
 async fn send(
     State(host): Shared,
@@ -956,11 +971,7 @@ async fn send(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let message = message_of(&headers, body?);
     let route = active_route(&host, &name).await?;
-    tokio::spawn(async move {
-        if let Err(e) = route.execute(message).await {
-            tracing::warn!(component = %name, error = %e, "a message sent through the control API was not handled");
-        }
-    });
+    route.send(message, None).await.map_err(not_handled)?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true })))
 }
 

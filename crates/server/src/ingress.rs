@@ -17,7 +17,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use airssys_wasm_deploy::Route;
+use airssys_wasm_deploy::{Error as DeployError, Route};
 use airssys_wasm_runtime::{ComponentError, Message, WorldKind};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -87,7 +87,6 @@ pub(crate) async fn handle(
         }
     };
     let version = pick.active.deployment.version.clone();
-    let component = pick.active.component.clone();
     // OpenTelemetry's HTTP names beside ours, for the trace export: a
     // server span named `METHOD ROUTE`, an error from a 5xx.
     let span = tracing::info_span!(
@@ -104,7 +103,7 @@ pub(crate) async fn handle(
         "otel.name" = %format_args!("{method} {prefix}"),
         "otel.status_code" = tracing::field::Empty,
     );
-    let (response, ok) = serve_picked(&name, &version, &component, request, message)
+    let (response, ok) = serve_picked(&name, &version, &pick.active, request, message)
         .instrument(span.clone())
         .await;
     span.record("http.response.status_code", response.status().as_u16());
@@ -122,10 +121,11 @@ pub(crate) async fn handle(
 async fn serve_picked(
     name: &str,
     version: &str,
-    component: &airssys_wasm_runtime::ComponentPre,
+    active: &airssys_wasm_deploy::Active,
     request: Option<Request<Incoming>>,
     message: Option<Message>,
 ) -> (Response<Body>, bool) {
+    let component = &active.component;
     let (response, ok) = match (component.info().kind, request, message) {
         (WorldKind::HttpProxy, Some(request), _) => match component.handle_http(request).await {
             Ok(resp) => {
@@ -137,11 +137,16 @@ async fn serve_picked(
             }
             Err(e) => (runtime_error(name, version, &e), false),
         },
-        (WorldKind::Airssys, _, Some(message)) => match component.execute(message).await {
+        (WorldKind::Airssys, _, Some(message)) => match active.execute(message, None).await {
             // The guest's log lines reach the host's log from the runtime,
             // in this request's span.
             Ok(out) => (message_response(out.value), true),
-            Err(e) => {
+            // An actor's full mailboxes or its failure.
+            Err(e @ (DeployError::MailboxFull { .. } | DeployError::ActorsFailed { .. })) => {
+                tracing::warn!(error = %e, "not accepted");
+                (text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()), false)
+            }
+            Err(DeployError::Component(e)) => {
                 let resp = runtime_error(name, version, &e);
                 // A guest's own answer that the input was wrong is not the
                 // version failing.
@@ -155,6 +160,13 @@ async fn serve_picked(
                     }
                 );
                 (resp, ok)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "not served");
+                (
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+                    false,
+                )
             }
         },
         (kind, _, _) => (
