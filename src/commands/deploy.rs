@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use airssys_wasm_deploy::{
-    Canary, DeploySpec, Deployer, Deployment, Rollback, StateDir, StateUsage, Strategy,
+    ActorSpec, ActorStatus, Canary, DeploySpec, Deployer, Deployment, Hosting, Rollback, StateDir,
+    StateUsage, Strategy,
 };
 use airssys_wasm_runtime::{Grants, RuntimeConfig};
 use anyhow::bail;
@@ -37,6 +38,92 @@ pub(crate) struct SpecArgs {
     /// on a route) [default: 100].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrent: Option<u32>,
+
+    #[command(flatten)]
+    actor: ActorArgs,
+}
+
+/// How the component is hosted.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Hosting")]
+pub(crate) struct ActorArgs {
+    /// per-call (a fresh instance for every call) or actor (long-lived
+    /// instances, each with a mailbox, handling one message at a time,
+    /// under a supervisor) [default: per-call]
+    #[arg(long, value_name = "HOSTING", value_parser = ["per-call", "actor"])]
+    hosting: Option<String>,
+
+    /// Actor instances [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(airssys_wasm_deploy::MAX_INSTANCES)))]
+    instances: Option<u32>,
+
+    /// Messages each instance's mailbox holds; a sender waits while all
+    /// are full [default: 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    mailbox: Option<u32>,
+
+    /// Which instances restart when one breaks: one-for-one, one-for-all,
+    /// rest-for-one [default: one-for-one]
+    #[arg(long, value_name = "STRATEGY", value_parser = ["one-for-one", "one-for-all", "rest-for-one"])]
+    supervision: Option<String>,
+
+    /// Restarts allowed within --restart-window before the deployment
+    /// fails [default: 3]
+    #[arg(long, value_name = "N")]
+    max_restarts: Option<u32>,
+
+    /// The window restarts are counted in [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+    restart_window: Option<std::time::Duration>,
+
+    /// The wait before a restart, doubled for each further one in the
+    /// window [default: 100ms]
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+    backoff: Option<std::time::Duration>,
+
+    /// How long a sender waits for room in a full mailbox [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+    send_timeout: Option<std::time::Duration>,
+}
+
+impl ActorArgs {
+    /// Hosting and actor settings, when any flag was given.
+    fn apply(&self, spec: &mut DeploySpec) -> anyhow::Result<()> {
+        let ms = |d: Option<std::time::Duration>| {
+            d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        let actor = ActorSpec {
+            instances: self.instances,
+            mailbox: self.mailbox,
+            supervision: self.supervision.as_deref().map(str::parse).transpose()?,
+            max_restarts: self.max_restarts,
+            restart_window_ms: ms(self.restart_window),
+            backoff_ms: ms(self.backoff),
+            send_timeout_ms: ms(self.send_timeout),
+        };
+        spec.hosting = self.hosting.as_deref().unwrap_or("per-call").parse()?;
+        if actor != ActorSpec::default() {
+            if spec.hosting != Hosting::Actor {
+                bail!(InputError(
+                    "--instances, --mailbox, --supervision, --max-restarts, --restart-window, --backoff and --send-timeout are for actors: add --hosting actor".into()
+                ));
+            }
+            spec.actor = Some(actor);
+        }
+        spec.actor_plan()?;
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.hosting.is_none()
+            && self.instances.is_none()
+            && self.mailbox.is_none()
+            && self.supervision.is_none()
+            && self.max_restarts.is_none()
+            && self.restart_window.is_none()
+            && self.backoff.is_none()
+            && self.send_timeout.is_none()
+    }
 }
 
 impl SpecArgs {
@@ -52,6 +139,7 @@ impl SpecArgs {
             && l.fuel.is_none()
             && self.route.is_none()
             && self.max_concurrent.is_none()
+            && self.actor.is_empty()
         {
             return Ok(None);
         }
@@ -68,6 +156,7 @@ impl SpecArgs {
         spec.config = self.config.clone();
         spec.route = self.route.clone();
         spec.max_concurrent = self.max_concurrent;
+        self.actor.apply(&mut spec)?;
         if l.fuel.is_some() {
             bail!(InputError(
                 "--fuel is not taken by deployments from the command line yet: set `limits.fuel` in a manifest given to `serve --fuel --manifest FILE`, or use --timeout".into()
@@ -436,6 +525,12 @@ fn spec_fields(spec: Option<&DeploySpec>) -> serde_json::Map<String, serde_json:
         if let Some(n) = s.max_concurrent {
             m.insert("max_concurrent".into(), json!(n));
         }
+        if !s.hosting.is_per_call() {
+            m.insert("hosting".into(), json!(s.hosting));
+        }
+        if let Some(a) = &s.actor {
+            m.insert("actor".into(), json!(a));
+        }
     }
     m
 }
@@ -741,6 +836,8 @@ struct StatusRow {
     deployment: Deployment,
     state_usage: StateUsage,
     canary: Option<Deployment>,
+    #[serde(default)]
+    actors: Option<ActorStatus>,
 }
 
 pub(crate) async fn status(args: StatusArgs, host: Host) -> anyhow::Result<u8> {
@@ -752,28 +849,31 @@ pub(crate) async fn status(args: StatusArgs, host: Host) -> anyhow::Result<u8> {
             let (dir, _) = deployer(&host)?;
             let d = open(&dir, &host)?;
             let mut rows = Vec::new();
-            for r in d.status()? {
+            let mut records = d.status()?;
+            records.extend(d.failed_actors()?);
+            records.sort_by(|a, b| a.name.cmp(&b.name));
+            for r in records {
                 rows.push(StatusRow {
                     state_usage: d.state_usage(&r)?,
                     canary: d.canary_record(&r.name)?.map(|c| c.redacted()),
                     deployment: r.redacted(),
+                    // Instances run only in a host.
+                    actors: None,
                 });
             }
             rows
         }
     };
-    let active: Vec<&Deployment> = rows.iter().map(|r| &r.deployment).collect();
-    let rows: Vec<(&Deployment, &StateUsage, &Option<Deployment>)> = rows
-        .iter()
-        .map(|r| (&r.deployment, &r.state_usage, &r.canary))
-        .collect();
     if args.json {
         let list: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(r, usage, canary)| {
-                let mut v = json!(r);
-                v["state_usage"] = json!(usage);
-                v["canary"] = json!(canary);
+            .map(|row| {
+                let mut v = json!(row.deployment);
+                v["state_usage"] = json!(row.state_usage);
+                v["canary"] = json!(row.canary);
+                if let Some(a) = &row.actors {
+                    v["actors"] = json!(a);
+                }
                 v
             })
             .collect();
@@ -781,7 +881,19 @@ pub(crate) async fn status(args: StatusArgs, host: Host) -> anyhow::Result<u8> {
         return Ok(crate::exit::OK);
     }
     let mut out = String::new();
-    for (r, usage, canary) in &rows {
+    for row in &rows {
+        let (r, usage, canary) = (&row.deployment, &row.state_usage, &row.canary);
+        if r.state == "failed" {
+            out.push_str(&format!(
+                "{:<20} {:<10} deployment {:<4} FAILED {}: {}; deploy a fixed version or roll back\n",
+                r.name,
+                r.version,
+                r.id,
+                time(r.updated_ms),
+                r.reason.as_deref().unwrap_or("(no reason recorded)"),
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "{:<20} {:<10} deployment {:<4} since {}  state: {} key(s), {} bytes (generation {})  grants: {}\n",
             r.name,
@@ -803,8 +915,26 @@ pub(crate) async fn status(args: StatusArgs, host: Host) -> anyhow::Result<u8> {
                 "", c.version, c.id, r.name, r.name
             ));
         }
+        if let Some(a) = &row.actors {
+            out.push_str(&format!(
+                "{:<20} actor: {}/{} instance(s) running ({}), mailboxes {}/{}, {} message(s) handled, {} restart(s)\n",
+                "",
+                a.running,
+                a.instances,
+                serde_json::to_value(a.supervision)?.as_str().unwrap_or_default(),
+                a.mailbox_depth,
+                a.mailbox_capacity,
+                a.processed,
+                a.restarts,
+            ));
+        } else if !r.spec.hosting.is_per_call() {
+            out.push_str(&format!(
+                "{:<20} actor: instances run in a host (`--host URL` shows them)\n",
+                ""
+            ));
+        }
     }
-    if active.is_empty() {
+    if rows.is_empty() {
         out.push_str("nothing is deployed\n");
     }
     print_text(&out)?;

@@ -169,6 +169,8 @@ async fn ready(entry: Resolved, metered: bool) -> anyhow::Result<Ready> {
     }
     spec.route = entry.route.clone();
     spec.max_concurrent = entry.max_concurrent;
+    actor_settings(&mut spec, &entry)
+        .map_err(|e| InputError(format!("component `{name}`: {e}")))?;
     spec.options()
         .map_err(|e| InputError(format!("component `{name}`: {e}")))?;
     if !entry.requires.is_empty() {
@@ -179,6 +181,36 @@ async fn ready(entry: Resolved, metered: bool) -> anyhow::Result<Ready> {
         digest: info.digest.to_string(),
         spec,
     })
+}
+
+/// A manifest entry's hosting and actor settings, checked.
+fn actor_settings(
+    spec: &mut airssys_wasm_deploy::DeploySpec,
+    entry: &airssys_wasm_manifest::Resolved,
+) -> Result<(), airssys_wasm_deploy::Error> {
+    use airssys_wasm_deploy::{ActorSpec, Hosting, Supervision};
+    use airssys_wasm_manifest as m;
+    let ms = |d: Option<std::time::Duration>| {
+        d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    spec.hosting = match entry.hosting {
+        m::Hosting::Actor => Hosting::Actor,
+        _ => Hosting::PerCall,
+    };
+    spec.actor = entry.actor.as_ref().map(|a| ActorSpec {
+        instances: a.instances,
+        mailbox: a.mailbox,
+        supervision: a.supervision.map(|s| match s {
+            m::Supervision::OneForAll => Supervision::OneForAll,
+            m::Supervision::RestForOne => Supervision::RestForOne,
+            _ => Supervision::OneForOne,
+        }),
+        max_restarts: a.max_restarts,
+        restart_window_ms: ms(a.restart_window()),
+        backoff_ms: ms(a.backoff()),
+        send_timeout_ms: ms(a.send_timeout()),
+    });
+    spec.actor_plan().map(|_| ())
 }
 
 /// Publish and deploy one manifest entry unless it serves as written; what

@@ -7,6 +7,7 @@
     reason = "tests and their helpers fail by panicking"
 )]
 
+mod actors;
 mod audit;
 mod deploy;
 mod dev;

@@ -54,7 +54,7 @@ pub(crate) fn exchange(addr: &str, method: &str, path: &str, body: &str) -> (u16
 /// The first `lines` lines `serve` prints (where it listens, where the
 /// token is, then what it deployed), with the ingress and admin addresses
 /// read from them.
-fn banner(
+pub(crate) fn banner(
     out: &mut BufReader<std::process::ChildStdout>,
     lines: usize,
 ) -> (String, String, String) {

@@ -254,6 +254,8 @@ pub struct Actors {
 struct Senders {
     name: String,
     senders: Vec<mpsc::Sender<Letter>>,
+    /// Asks the supervisor to stop every instance; answered when done.
+    stop: mpsc::Sender<oneshot::Sender<()>>,
     next: AtomicUsize,
     plan: ActorPlan,
     stats: Arc<Stats>,
@@ -300,7 +302,9 @@ impl Actors {
             })
             .unzip();
         let stats = Arc::new(Stats::default());
+        let (stop, stop_asked) = mpsc::channel(1);
         let supervisor = Supervisor {
+            stop_asked,
             component: component.clone(),
             plan: plan.clone(),
             stats: stats.clone(),
@@ -317,11 +321,23 @@ impl Actors {
             inner: Arc::new(Senders {
                 name: component.name().to_string(),
                 senders,
+                stop,
                 next: AtomicUsize::new(0),
                 plan,
                 stats,
             }),
         })
+    }
+
+    /// Stop every instance now (each after the message in hand, running
+    /// `shutdown`); messages still waiting are answered with
+    /// [`Error::ActorsFailed`]. Resolves when all have stopped. A host
+    /// calls this when it stops, after its ingress drained.
+    pub async fn stop(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.inner.stop.send(done).await.is_ok() {
+            let _ = stopped.await;
+        }
     }
 
     /// The plan it runs by.
@@ -440,6 +456,8 @@ enum Exit {
 }
 
 struct Supervisor {
+    /// Where [`Actors::stop`] asks.
+    stop_asked: mpsc::Receiver<oneshot::Sender<()>>,
     component: ComponentPre,
     plan: ActorPlan,
     stats: Arc<Stats>,
@@ -462,7 +480,18 @@ impl Supervisor {
         for (i, instance) in instances.into_iter().enumerate() {
             self.spawn(i, instance);
         }
-        while let Some(joined) = self.tasks.join_next_with_id().await {
+        loop {
+            let joined = tokio::select! {
+                joined = self.tasks.join_next_with_id() => joined,
+                Some(done) = self.stop_asked.recv() => {
+                    self.stop_all("it was stopped (the host is stopping)").await;
+                    let _ = done.send(());
+                    return;
+                }
+            };
+            let Some(joined) = joined else {
+                return;
+            };
             let (id, exit) = match joined {
                 Ok((id, exit)) => (id, exit),
                 Err(e) => (e.id(), Exit::Broken(format!("its task ended: {e}"))),
@@ -591,11 +620,21 @@ impl Supervisor {
     /// the deployer.
     async fn fail(&mut self, reason: String) -> bool {
         tracing::error!(component = %self.component.name(), reason = %reason, "actor deployment failed");
+        self.stop_all(&reason).await;
+        if let Some(tell) = self.on_failure.take() {
+            tell(reason);
+        }
+        false
+    }
+
+    /// Stop every instance and close the mailboxes, answering what waits
+    /// with `reason`.
+    async fn stop_all(&mut self, reason: &str) {
         *self
             .stats
             .failed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(reason.clone());
+            .unwrap_or_else(PoisonError::into_inner) = Some(reason.to_string());
         for stop in self.stops.iter().flatten() {
             let _ = stop.send(true);
         }
@@ -606,14 +645,10 @@ impl Supervisor {
             while let Ok(letter) = rx.try_recv() {
                 let _ = letter.reply.send(Err(Error::ActorsFailed {
                     component: self.component.name().to_string(),
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                 }));
             }
         }
-        if let Some(tell) = self.on_failure.take() {
-            tell(reason);
-        }
-        false
     }
 }
 

@@ -1556,6 +1556,37 @@ impl Deployer {
         Ok(route)
     }
 
+    /// Stop the instances of every actor deployment served in this process
+    /// (each after the message in hand, running `shutdown`). A host calls
+    /// this as it stops, once its ingress drained.
+    pub async fn stop_actors(&mut self) {
+        let actors: Vec<Actors> = self
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .flat_map(|r| [r.current(), r.canary(), r.standby()])
+            .flatten()
+            .filter_map(|a| a.actors)
+            .collect();
+        for a in actors {
+            a.stop().await;
+        }
+    }
+
+    /// What deployment `id`'s actors are doing, when it runs in this
+    /// process with actor hosting (its primary version).
+    pub fn actor_status(&self, name: &str, id: i64) -> Option<crate::ActorStatus> {
+        let routes = self
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let active = routes.get(name)?.current()?;
+        (active.deployment.id == id)
+            .then_some(active.actors?)
+            .map(|a| a.status())
+    }
+
     /// The route calls to `name` take (filled by `active`, `serve`,
     /// `deploy`, `upgrade` and `rollback`).
     pub fn route(&mut self, name: &str) -> Route {

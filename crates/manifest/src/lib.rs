@@ -119,6 +119,89 @@ pub struct Component {
     #[serde(default)]
     #[schemars(with = "Option<String>", regex(pattern = r"^/"))]
     route: Option<Spanned<String>>,
+    /// How it is hosted: `per-call` (a fresh instance for every call, the
+    /// default) or `actor` (long-lived instances with mailboxes, under a
+    /// supervisor; settings in `[components.actor]`).
+    #[serde(default)]
+    hosting: Hosting,
+    /// Actor hosting's settings (with `hosting = "actor"`).
+    #[serde(default)]
+    actor: Option<ActorEntry>,
+}
+
+impl ActorEntry {
+    /// The window restarts are counted in, if set.
+    pub fn restart_window(&self) -> Option<Duration> {
+        self.restart_window.as_ref().map(|d| d.0)
+    }
+
+    /// The first wait before a restart, if set.
+    pub fn backoff(&self) -> Option<Duration> {
+        self.backoff.as_ref().map(|d| d.0)
+    }
+
+    /// How long a sender waits for room, if set.
+    pub fn send_timeout(&self) -> Option<Duration> {
+        self.send_timeout.as_ref().map(|d| d.0)
+    }
+}
+
+/// How a component is hosted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hosting {
+    /// A fresh instance for every call.
+    #[default]
+    PerCall,
+    /// Long-lived instances with mailboxes, under a supervisor.
+    Actor,
+}
+
+/// Which instances restart when one breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Supervision {
+    /// That instance alone (the default).
+    OneForOne,
+    /// Every instance.
+    OneForAll,
+    /// That instance and those started after it.
+    RestForOne,
+}
+
+/// Actor hosting's settings; unset ones keep their defaults.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ActorEntry {
+    /// Instances (default 1).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 64))]
+    pub instances: Option<u32>,
+    /// Messages each instance's mailbox holds (default 64); a sender waits
+    /// while all are full.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub mailbox: Option<u32>,
+    /// Which instances restart when one breaks (default `one-for-one`).
+    #[serde(default)]
+    pub supervision: Option<Supervision>,
+    /// Restarts allowed within `restart-window` before the deployment
+    /// fails (default 3).
+    #[serde(default)]
+    pub max_restarts: Option<u32>,
+    /// The window restarts are counted in, with a unit (default `5s`).
+    #[serde(default)]
+    #[schemars(with = "Option<units::DurationSchema>")]
+    restart_window: Option<units::Dur>,
+    /// The wait before a restart, doubled for each further one in the
+    /// window (default `100ms`).
+    #[serde(default)]
+    #[schemars(with = "Option<units::DurationSchema>")]
+    backoff: Option<units::Dur>,
+    /// How long a sender waits for room in a full mailbox (default `5s`).
+    #[serde(default)]
+    #[schemars(with = "Option<units::DurationSchema>")]
+    send_timeout: Option<units::Dur>,
 }
 
 /// Where a component's bytes come from.
@@ -322,6 +405,10 @@ pub struct Resolved {
     pub config: Vec<(String, String)>,
     /// The HTTP path prefix a host serves it on.
     pub route: Option<String>,
+    /// How it is hosted.
+    pub hosting: Hosting,
+    /// Actor hosting's settings, if given.
+    pub actor: Option<ActorEntry>,
 }
 
 impl Resolved {
@@ -489,6 +576,8 @@ impl Manifest {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             route: c.route.as_ref().map(|r| r.get_ref().clone()),
+            hosting: c.hosting,
+            actor: c.actor.clone(),
         }
     }
 

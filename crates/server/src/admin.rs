@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use airssys_wasm_deploy::{
-    AuditRecord, Canary, DeploySpec, Deployment, Provenance, Published, Rollback, StateUsage,
-    Strategy, TokenInfo,
+    ActorSpec, ActorStatus, AuditRecord, Canary, DeploySpec, Deployment, Hosting, Provenance,
+    Published, Rollback, StateUsage, Strategy, TokenInfo,
 };
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -478,6 +478,8 @@ struct SpecBody {
     memory: Option<u64>,
     timeout_ms: Option<u64>,
     max_concurrent: Option<u32>,
+    hosting: Option<Hosting>,
+    actor: Option<ActorSpec>,
 }
 
 /// A request body with the fields that say what a deployment is made with
@@ -512,6 +514,12 @@ macro_rules! with_spec_fields {
             /// Calls it runs at once at most (more are answered `503`).
             #[serde(default)]
             max_concurrent: Option<u32>,
+            /// `per-call` (default) or `actor`.
+            #[serde(default)]
+            hosting: Option<Hosting>,
+            /// Actor hosting's settings (with `hosting: actor`).
+            #[serde(default)]
+            actor: Option<ActorSpec>,
         }
 
         impl $name {
@@ -525,6 +533,8 @@ macro_rules! with_spec_fields {
                     memory: self.memory.take(),
                     timeout_ms: self.timeout_ms.take(),
                     max_concurrent: self.max_concurrent.take(),
+                    hosting: self.hosting.take(),
+                    actor: self.actor.take(),
                 }
             }
         }
@@ -540,6 +550,8 @@ impl SpecBody {
             && self.memory.is_none()
             && self.timeout_ms.is_none()
             && self.max_concurrent.is_none()
+            && self.hosting.is_none()
+            && self.actor.is_none()
     }
 
     fn spec(self, name: &str, version: &str) -> DeploySpec {
@@ -551,6 +563,8 @@ impl SpecBody {
         spec.memory = self.memory;
         spec.timeout_ms = self.timeout_ms;
         spec.max_concurrent = self.max_concurrent;
+        spec.hosting = self.hosting.unwrap_or_default();
+        spec.actor = self.actor;
         spec
     }
 }
@@ -639,25 +653,33 @@ struct Status {
     state_usage: StateUsage,
     /// Its canary in progress, if any.
     canary: Option<Deployment>,
+    /// With actor hosting: its instances, mailboxes and restarts now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actors: Option<ActorStatus>,
 }
 
-/// An active deployment with its state's usage and its canary in progress.
+/// An active deployment (or one its supervisor failed) with its state's
+/// usage, its canary in progress and its actors.
 fn status_row(d: &airssys_wasm_deploy::Deployer, active: &Deployment) -> Result<Status, ApiError> {
+    let actors = d.actor_status(&active.name, active.id);
     Ok(Status {
         deployment: shown(active),
         state_usage: d.state_usage(active)?,
         canary: d.canary_record(&active.name)?.map(|c| c.redacted()),
+        actors,
     })
 }
 
 /// The active deployments.
 #[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
     security(("bearer" = [])),
-    responses((status = 200, description = "Each active deployment", body = Vec<Status>)))]
+    responses((status = 200, description = "Each active deployment, and each component whose supervisor failed its deployment (state `failed`)", body = Vec<Status>)))]
 async fn deployments(State(host): Shared) -> ApiResult<Vec<Status>> {
     let d = host.deployer.lock().await;
-    let list = d
-        .status()?
+    let mut rows = d.status()?;
+    rows.extend(d.failed_actors()?);
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let list = rows
         .iter()
         .map(|a| status_row(&d, a))
         .collect::<Result<Vec<Status>, ApiError>>()?;
@@ -674,7 +696,8 @@ async fn deployments(State(host): Shared) -> ApiResult<Vec<Status>> {
     ))]
 async fn deployment(State(host): Shared, Path(name): Path<String>) -> ApiResult<Status> {
     let d = host.deployer.lock().await;
-    let Some(active) = d.status()?.into_iter().find(|r| r.name == name) else {
+    let found = d.status()?.into_iter().chain(d.failed_actors()?);
+    let Some(active) = found.into_iter().find(|r| r.name == name) else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("{name} has no active deployment"),

@@ -363,6 +363,7 @@ impl Server {
         let _ = admin.await;
         let _ = settle.await;
         let mut d = host.deployer.lock().await;
+        d.stop_actors().await;
         d.settle()?;
         d.record_events()?;
         Ok(())

@@ -78,26 +78,30 @@ impl std::fmt::Debug for Live {
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let versions: Vec<(Version, usize, u64)> = self
+        let serving: Vec<airssys_wasm_deploy::Active> = self
             .serving
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .flat_map(|route| [route.current(), route.canary()])
             .flatten()
+            .collect();
+        let versions: Vec<(Version, usize, u64)> = serving
+            .iter()
             .map(|a| {
-                let labels = Version {
-                    component: a.deployment.name.clone(),
-                    version: a.deployment.version.clone(),
+                // An actor's instances are its long-lived ones.
+                let running = match &a.actors {
+                    Some(actors) => actors.status().running as usize,
+                    None => a.component.running(),
                 };
-                (labels, a.component.running(), a.component.fuel_consumed())
+                (version_of(a), running, a.component.fuel_consumed())
             })
             .collect();
         let instances = Gauge::<i64>::default();
         let mut family = encoder.encode_descriptor(
             "instances",
             "Instances alive now (calls running, each in its own store, or waiting their turn in a \
-             component that keeps state), by component and version",
+             component that keeps state; an actor's long-lived instances), by component and version",
             None,
             instances.metric_type(),
         )?;
@@ -105,6 +109,18 @@ impl Collector for Live {
             let g = Gauge::<i64>::default();
             g.set(i64::try_from(*running).unwrap_or(i64::MAX));
             g.encode(family.encode_family(labels)?)?;
+        }
+        encode_actors(&mut encoder, &serving)?;
+        let mut family = encoder.encode_descriptor(
+            "state_bytes",
+            "Bytes of keys and values the version's state holds, for components that keep state",
+            None,
+            instances.metric_type(),
+        )?;
+        for a in serving.iter().filter(|a| a.component.keeps_state()) {
+            let g = Gauge::<i64>::default();
+            g.set(i64::try_from(a.component.state_bytes()).unwrap_or(i64::MAX));
+            g.encode(family.encode_family(&version_of(a))?)?;
         }
         if let Some(messages) = self.messages.get() {
             let mut family = encoder.encode_descriptor(
@@ -138,6 +154,64 @@ impl Collector for Live {
         }
         Ok(())
     }
+}
+
+fn version_of(a: &airssys_wasm_deploy::Active) -> Version {
+    Version {
+        component: a.deployment.name.clone(),
+        version: a.deployment.version.clone(),
+    }
+}
+
+/// Mailbox depth, messages handled and restarts of each actor version.
+fn encode_actors(
+    encoder: &mut DescriptorEncoder,
+    serving: &[airssys_wasm_deploy::Active],
+) -> Result<(), std::fmt::Error> {
+    let actors: Vec<(Version, airssys_wasm_deploy::ActorStatus)> = serving
+        .iter()
+        .filter_map(|a| Some((version_of(a), a.actors.as_ref()?.status())))
+        .collect();
+    type Read = fn(&airssys_wasm_deploy::ActorStatus) -> u64;
+    let families: [(&str, &str, bool, Read); 3] = [
+        (
+            "actor_mailbox_depth",
+            "Messages waiting in an actor version's mailboxes, all instances together",
+            true,
+            |s| s.mailbox_depth,
+        ),
+        (
+            "actor_messages_processed",
+            "Messages an actor version's instances handled (well or not)",
+            false,
+            |s| s.processed,
+        ),
+        (
+            "actor_restarts",
+            "Instances of an actor version its supervisor restarted",
+            false,
+            |s| s.restarts,
+        ),
+    ];
+    for (name, help, is_gauge, read) in families {
+        let kind = if is_gauge {
+            Gauge::<i64>::default().metric_type()
+        } else {
+            ConstCounter::new(0_u64).metric_type()
+        };
+        let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+        for (labels, status) in &actors {
+            let value = read(status);
+            if is_gauge {
+                let g = Gauge::<i64>::default();
+                g.set(i64::try_from(value).unwrap_or(i64::MAX));
+                g.encode(family.encode_family(labels)?)?;
+            } else {
+                ConstCounter::new(value).encode(family.encode_family(labels)?)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The host's metrics.
