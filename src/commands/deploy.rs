@@ -39,6 +39,11 @@ pub(crate) struct SpecArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrent: Option<u32>,
 
+    /// Receive what is published on TOPIC (exact, or a prefix ending in
+    /// `*`); needs --allow messaging:subscribe:TOPIC (repeatable)
+    #[arg(long = "subscribe", value_name = "TOPIC")]
+    subscribe: Vec<String>,
+
     #[command(flatten)]
     actor: ActorArgs,
 }
@@ -140,6 +145,7 @@ impl SpecArgs {
             && self.route.is_none()
             && self.max_concurrent.is_none()
             && self.actor.is_empty()
+            && self.subscribe.is_empty()
         {
             return Ok(None);
         }
@@ -157,6 +163,8 @@ impl SpecArgs {
         spec.route = self.route.clone();
         spec.max_concurrent = self.max_concurrent;
         self.actor.apply(&mut spec)?;
+        spec.subscribe = self.subscribe.clone();
+        spec.subscriptions()?;
         if l.fuel.is_some() {
             bail!(InputError(
                 "--fuel is not taken by deployments from the command line yet: set `limits.fuel` in a manifest given to `serve --fuel --manifest FILE`, or use --timeout".into()
@@ -530,6 +538,9 @@ fn spec_fields(spec: Option<&DeploySpec>) -> serde_json::Map<String, serde_json:
         }
         if let Some(a) = &s.actor {
             m.insert("actor".into(), json!(a));
+        }
+        if !s.subscribe.is_empty() {
+            m.insert("subscribe".into(), json!(s.subscribe));
         }
     }
     m

@@ -183,7 +183,7 @@ async fn ready(entry: Resolved, metered: bool) -> anyhow::Result<Ready> {
     })
 }
 
-/// A manifest entry's hosting and actor settings, checked.
+/// A manifest entry's hosting, actor settings and subscriptions, checked.
 fn actor_settings(
     spec: &mut airssys_wasm_deploy::DeploySpec,
     entry: &airssys_wasm_manifest::Resolved,
@@ -210,7 +210,9 @@ fn actor_settings(
         backoff_ms: ms(a.backoff()),
         send_timeout_ms: ms(a.send_timeout()),
     });
-    spec.actor_plan().map(|_| ())
+    spec.subscribe = entry.subscribe.clone();
+    spec.actor_plan()?;
+    spec.subscriptions().map(|_| ())
 }
 
 /// Publish and deploy one manifest entry unless it serves as written; what

@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::router::Route;
 use crate::state_dir::StateDir;
+use airssys_wasm_capability::messaging::{Grant as MessagingGrant, Op as MessagingOp};
 
 /// How an upgrade reaches live traffic.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -125,6 +126,10 @@ pub struct DeploySpec {
     /// otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<ActorSpec>,
+    /// Topics it receives what is published on (exact, or a prefix ending
+    /// in `*`); each needs a `messaging:subscribe:...` grant in `allow`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscribe: Vec<String>,
 }
 
 impl DeploySpec {
@@ -143,7 +148,40 @@ impl DeploySpec {
             max_concurrent: None,
             hosting: Hosting::PerCall,
             actor: None,
+            subscribe: Vec::new(),
         }
+    }
+
+    /// Its subscriptions, each checked against its grants: granted by an
+    /// `allow` of `messaging:subscribe:...` that includes it, and not
+    /// overlapping a `deny` of one.
+    pub fn subscriptions(&self) -> Result<Vec<MessagingGrant>> {
+        let messaging = |list: &[String]| -> Vec<MessagingGrant> {
+            list.iter()
+                .filter_map(|c| MessagingGrant::from_system_call(c))
+                .filter(|g| g.op == MessagingOp::Subscribe)
+                .collect()
+        };
+        let (allowed, denied) = (messaging(&self.allow), messaging(&self.deny));
+        self.subscribe
+            .iter()
+            .map(|topic| {
+                let sub = MessagingGrant::parse(&format!("subscribe:{topic}"))
+                    .map_err(|e| Error::Invalid(format!("subscription `{topic}`: {e}")))?;
+                if denied.iter().any(|d| d.includes(&sub) || sub.includes(d)) {
+                    return Err(Error::Invalid(format!(
+                        "subscription `{topic}`: `messaging:subscribe:...` is denied for {}",
+                        self.name
+                    )));
+                }
+                if !allowed.iter().any(|a| a.includes(&sub)) {
+                    return Err(Error::Invalid(format!(
+                        "subscription `{topic}` is not granted; add `--allow messaging:subscribe:{topic}`"
+                    )));
+                }
+                Ok(sub)
+            })
+            .collect()
     }
 
     /// Actor hosting's plan: `None` for per-call hosting (where actor
@@ -161,6 +199,8 @@ impl DeploySpec {
 
     /// The preparation options this spec means.
     pub fn options(&self) -> Result<PrepareOptions> {
+        self.actor_plan()?;
+        self.subscriptions()?;
         let parse = |list: &[String]| -> Result<Vec<Capability>> {
             list.iter()
                 .map(|c| c.parse().map_err(|e| Error::Invalid(format!("{e}"))))

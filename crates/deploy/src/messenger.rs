@@ -57,6 +57,9 @@ impl std::fmt::Debug for RouteMessenger {
 
 impl Messenger for RouteMessenger {
     fn deliver(&self, envelope: Envelope) -> Delivered {
+        if envelope.delivery == Delivery::Publish {
+            return self.publish(envelope);
+        }
         let route = self.routes.upgrade().and_then(|routes| {
             routes
                 .read()
@@ -90,16 +93,79 @@ impl Messenger for RouteMessenger {
     }
 }
 
+/// The header naming the topic a published message came on.
+pub const TOPIC_HEADER: &str = ":airssys-topic";
+
+impl RouteMessenger {
+    /// Hand a published message to every deployment subscribed to its
+    /// topic, once each (an actor's to one of its instances), as a send:
+    /// accepted when each subscriber's mailbox took it. Nobody subscribed
+    /// is no error; subscribers that did not take it are, named, after the
+    /// others got it.
+    fn publish(&self, envelope: Envelope) -> Delivered {
+        let topic = envelope.target.clone();
+        let subscribers: Vec<(String, Route)> = self
+            .routes
+            .upgrade()
+            .map(|routes| {
+                routes
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .iter()
+                    .filter(|(_, r)| r.current().is_some_and(|a| subscribed(&a, &topic)))
+                    .map(|(n, r)| (n.clone(), r.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let counts = self.counts.clone();
+        Box::pin(async move {
+            let mut refused = Vec::new();
+            for (name, route) in subscribers {
+                let mut message = envelope.message.clone();
+                message.headers.retain(|(k, _)| k != TOPIC_HEADER);
+                message
+                    .headers
+                    .push((TOPIC_HEADER.to_string(), topic.clone()));
+                let r = route.send(message, None).await;
+                let outcome = match &r {
+                    Ok(()) => "ok",
+                    Err(_) => "unavailable",
+                };
+                counts.count((envelope.from.clone(), name.clone(), "publish", outcome));
+                if let Err(e) = r {
+                    refused.push(format!("`{name}`: {e}"));
+                }
+            }
+            if refused.is_empty() {
+                Ok(None)
+            } else {
+                Err(ComponentError::Unavailable(format!(
+                    "topic `{topic}`: not taken by {}",
+                    refused.join("; ")
+                )))
+            }
+        })
+    }
+}
+
+/// Whether `active` subscribes to `topic`.
+fn subscribed(active: &crate::Active, topic: &str) -> bool {
+    active
+        .deployment
+        .spec
+        .subscribe
+        .iter()
+        .any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => topic.starts_with(prefix),
+            None => pattern == topic,
+        })
+}
+
 async fn deliver(
     route: Option<Route>,
     envelope: Envelope,
 ) -> Result<Option<airssys_wasm_runtime::Message>, ComponentError> {
     let target = envelope.target;
-    if envelope.delivery == Delivery::Publish {
-        return Err(ComponentError::Unavailable(format!(
-            "topic `{target}`: subscriptions are not served yet"
-        )));
-    }
     let Some(route) = route.filter(|r| r.current().is_some()) else {
         return Err(ComponentError::NotFound(format!(
             "no component named `{target}` is deployed here"

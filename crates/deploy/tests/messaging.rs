@@ -10,7 +10,7 @@
 
 use airssys_wasm_deploy::{DeploySpec, Deployer, Provenance, StateDir};
 use airssys_wasm_runtime::{ComponentError, Message, RuntimeConfig};
-use airssys_wasm_test_guests::{ECHO, FLAKY, MISBEHAVE, RELAY};
+use airssys_wasm_test_guests::{ACTOR, ECHO, FLAKY, MISBEHAVE, RELAY};
 
 /// A deployer over a fresh directory.
 fn open() -> (tempfile::TempDir, Deployer) {
@@ -47,6 +47,7 @@ async fn relay(d: &mut Deployer, name: &str, config: &[(&str, &str)]) {
             "system-call:config",
             "messaging:send:*",
             "messaging:request:*",
+            "messaging:publish:*",
         ],
         config,
     )
@@ -210,12 +211,94 @@ async fn a_send_is_handled_after_the_sender_goes_on() {
     let Err(ComponentError::NotFound(_)) = ask(&mut d, "a", "tell nobody x").await else {
         panic!("a send to nobody was accepted");
     };
-    // Publishing: no subscriptions are served yet, and it says so.
+    // A publish nobody subscribed to is no error.
     misbehave(&mut d, "pub").await;
     let said = ask(&mut d, "pub", "message").await.unwrap();
-    assert_eq!(
-        said.lines().nth(2),
-        Some("err: unavailable: topic `news`: subscriptions are not served yet"),
-        "{said}"
+    assert_eq!(said.lines().nth(2), Some("ok: "), "{said}");
+}
+
+/// Deploy the actor guest as `name`, subscribed to `topics` (granted), as
+/// an actor or per call.
+async fn subscriber(d: &mut Deployer, name: &str, topics: &[&str], actor: bool) {
+    let bytes = std::fs::read(ACTOR).unwrap();
+    d.registry()
+        .publish(name, "0.1.0", &bytes, &Provenance::unsigned(), "t")
+        .unwrap();
+    let mut spec = DeploySpec::new(name, "0.1.0");
+    spec.allow = vec!["system-call:state".into(), "system-call:config".into()];
+    spec.allow.push("messaging:subscribe:ticks*".into());
+    spec.subscribe = topics.iter().map(|t| (*t).to_string()).collect();
+    if actor {
+        spec.hosting = airssys_wasm_deploy::Hosting::Actor;
+        spec.actor = Some(airssys_wasm_deploy::ActorSpec {
+            instances: Some(2),
+            ..Default::default()
+        });
+    }
+    d.deploy(spec, false, "t").await.unwrap();
+    d.serve(name).await.unwrap();
+}
+
+/// The count in `name`'s state.
+async fn count_of(d: &mut Deployer, name: &str) -> String {
+    ask(d, name, "get count").await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_reaches_every_subscriber_exactly_once() {
+    let (_root, mut d) = open();
+    relay(&mut d, "publisher", &[]).await;
+    // Two actors with two instances each, one per-call subscriber, and two
+    // that do not subscribe to `ticks`.
+    subscriber(&mut d, "s1", &["ticks"], true).await;
+    subscriber(&mut d, "s2", &["ticks*"], true).await;
+    subscriber(&mut d, "s3", &["ticks"], false).await;
+    subscriber(&mut d, "other", &["ticks.other"], true).await;
+    subscriber(&mut d, "none", &[], true).await;
+    for _ in 0..3 {
+        assert_eq!(
+            ask(&mut d, "publisher", "publish ticks count")
+                .await
+                .unwrap(),
+            "published"
+        );
+    }
+    // Each subscriber counted each publish once: wait for the three, then
+    // a while longer for a duplicate that would come late.
+    let start = std::time::Instant::now();
+    while count_of(&mut d, "s1").await != "3"
+        || count_of(&mut d, "s2").await != "3"
+        || count_of(&mut d, "s3").await != "3"
+    {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(count_of(&mut d, "s1").await, "3");
+    assert_eq!(count_of(&mut d, "s2").await, "3");
+    assert_eq!(count_of(&mut d, "s3").await, "3");
+    assert_eq!(count_of(&mut d, "other").await, "");
+    assert_eq!(count_of(&mut d, "none").await, "");
+    let published: u64 = d
+        .message_counts()
+        .snapshot()
+        .iter()
+        .filter(|((from, _, delivery, outcome), _)| {
+            from == "publisher" && *delivery == "publish" && *outcome == "ok"
+        })
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(published, 9, "three subscribers, three publishes");
+
+    // A subscription needs its grant.
+    let mut spec = DeploySpec::new("s1", "0.1.0");
+    spec.allow = vec!["system-call:state".into(), "system-call:config".into()];
+    spec.subscribe = vec!["orders".into()];
+    let e = d.deploy(spec, false, "t").await.unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "subscription `orders` is not granted; add `--allow messaging:subscribe:orders`"
+        ),
+        "{e}"
     );
 }

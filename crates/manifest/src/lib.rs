@@ -127,6 +127,10 @@ pub struct Component {
     /// Actor hosting's settings (with `hosting = "actor"`).
     #[serde(default)]
     actor: Option<ActorEntry>,
+    /// Topics it receives what is published on (exact, or a prefix ending
+    /// in `*`); each needs a `messaging:subscribe:...` grant in `allow`.
+    #[serde(default)]
+    subscribe: Vec<String>,
 }
 
 impl ActorEntry {
@@ -409,6 +413,8 @@ pub struct Resolved {
     pub hosting: Hosting,
     /// Actor hosting's settings, if given.
     pub actor: Option<ActorEntry>,
+    /// Topics it subscribes to.
+    pub subscribe: Vec<String>,
 }
 
 impl Resolved {
@@ -578,6 +584,7 @@ impl Manifest {
             route: c.route.as_ref().map(|r| r.get_ref().clone()),
             hosting: c.hosting,
             actor: c.actor.clone(),
+            subscribe: c.subscribe.clone(),
         }
     }
 

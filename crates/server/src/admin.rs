@@ -480,6 +480,7 @@ struct SpecBody {
     max_concurrent: Option<u32>,
     hosting: Option<Hosting>,
     actor: Option<ActorSpec>,
+    subscribe: Vec<String>,
 }
 
 /// A request body with the fields that say what a deployment is made with
@@ -520,6 +521,10 @@ macro_rules! with_spec_fields {
             /// Actor hosting's settings (with `hosting: actor`).
             #[serde(default)]
             actor: Option<ActorSpec>,
+            /// Topics it receives what is published on (each needs a
+            /// `messaging:subscribe:...` grant).
+            #[serde(default)]
+            subscribe: Vec<String>,
         }
 
         impl $name {
@@ -535,6 +540,7 @@ macro_rules! with_spec_fields {
                     max_concurrent: self.max_concurrent.take(),
                     hosting: self.hosting.take(),
                     actor: self.actor.take(),
+                    subscribe: std::mem::take(&mut self.subscribe),
                 }
             }
         }
@@ -552,6 +558,7 @@ impl SpecBody {
             && self.max_concurrent.is_none()
             && self.hosting.is_none()
             && self.actor.is_none()
+            && self.subscribe.is_empty()
     }
 
     fn spec(self, name: &str, version: &str) -> DeploySpec {
@@ -565,6 +572,7 @@ impl SpecBody {
         spec.max_concurrent = self.max_concurrent;
         spec.hosting = self.hosting.unwrap_or_default();
         spec.actor = self.actor;
+        spec.subscribe = self.subscribe;
         spec
     }
 }

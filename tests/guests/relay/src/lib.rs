@@ -5,6 +5,7 @@
 //!   or TARGET's error as its own;
 //! - `tell TARGET REST`: sends REST to TARGET without waiting; answers
 //!   `sent`;
+//! - `publish TOPIC REST`: publishes REST on TOPIC; answers `published`;
 //! - anything else: counts the call in its state and answers the count.
 //!
 //! It keeps state (a counter), so it runs one call at a time: a message
@@ -23,6 +24,7 @@ use airssys_wasm_sdk::{ComponentError, Handler, Message, component, config, mess
         "system-call:config",
         "messaging:request:*",
         "messaging:send:*",
+        "messaging:publish:*",
     ],
 )]
 struct Relay;
@@ -46,6 +48,11 @@ impl Handler for Relay {
             let (target, inner) = rest.split_once(' ').unwrap_or((rest, ""));
             messaging::send(target, &Message::text(inner))?;
             return Ok(Message::text("sent"));
+        }
+        if let Some(rest) = text.strip_prefix("publish ") {
+            let (topic, inner) = rest.split_once(' ').unwrap_or((rest, ""));
+            messaging::publish(topic, &Message::text(inner))?;
+            return Ok(Message::text("published"));
         }
         Ok(Message::text(state::increment("count", 1)?.to_string()))
     }
