@@ -493,7 +493,10 @@ fn open(dir: &StateDir, host: &Host) -> anyhow::Result<Deployer> {
     let config = RuntimeConfig::default()
         .max_instances(16)
         .policy(host.policy.clone());
-    Ok(Deployer::open(dir, config)?)
+    let mut d = Deployer::open(dir, config)?;
+    // Nothing is served from here: actors run in a host.
+    d.host_actors(false);
+    Ok(d)
 }
 
 fn report(verb: &str, d: &Deployment, json: bool) -> anyhow::Result<u8> {

@@ -228,6 +228,8 @@ type Mailbox = Arc<tokio::sync::Mutex<mpsc::Receiver<Letter>>>;
 /// The counters a deployment's instances and supervisor keep.
 #[derive(Default)]
 struct Stats {
+    /// Woken when an instance takes a letter (room in its mailbox).
+    room: tokio::sync::Notify,
     running: AtomicUsize,
     processed: AtomicU64,
     restarts: AtomicU64,
@@ -382,19 +384,8 @@ impl Actors {
             return Err(self.failed(why));
         }
         let (reply, answer) = oneshot::channel();
-        let letter = Letter { message, reply };
+        let mut letter = Letter { message, reply };
         let n = s.senders.len();
-        let first = s.next.fetch_add(1, Ordering::Relaxed) % n;
-        // The most room, ties going round.
-        let roomiest = (0..n)
-            .map(|k| (first + k) % n)
-            .max_by_key(|&i| {
-                (
-                    s.senders[i].capacity(),
-                    std::cmp::Reverse((i + n - first) % n),
-                )
-            })
-            .unwrap_or(first);
         let closed = || {
             self.failed(
                 s.stats
@@ -402,19 +393,36 @@ impl Actors {
                     .unwrap_or_else(|| "its instances have stopped".into()),
             )
         };
-        let letter = match s.senders[roomiest].try_send(letter) {
-            Ok(()) => return Ok(answer),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(closed()),
-            Err(mpsc::error::TrySendError::Full(l)) => l,
-        };
-        match s.senders[roomiest].send_timeout(letter, wait).await {
-            Ok(()) => Ok(answer),
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(closed()),
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(Error::MailboxFull {
-                component: s.name.clone(),
-                capacity: s.plan.mailbox,
-                waited: wait,
-            }),
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before looking, so room made after the look wakes
+            // this sender.
+            let room = s.stats.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let first = s.next.fetch_add(1, Ordering::Relaxed) % n;
+            // The most room, ties going round.
+            let roomiest = (0..n)
+                .map(|k| (first + k) % n)
+                .max_by_key(|&i| {
+                    (
+                        s.senders[i].capacity(),
+                        std::cmp::Reverse((i + n - first) % n),
+                    )
+                })
+                .unwrap_or(first);
+            letter = match s.senders[roomiest].try_send(letter) {
+                Ok(()) => return Ok(answer),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(closed()),
+                Err(mpsc::error::TrySendError::Full(l)) => l,
+            };
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return Err(Error::MailboxFull {
+                    component: s.name.clone(),
+                    capacity: s.plan.mailbox,
+                    waited: wait,
+                });
+            }
         }
     }
 
@@ -553,7 +561,7 @@ impl Supervisor {
             };
             let (id, exit) = match joined {
                 Ok((id, exit)) => (id, exit),
-                Err(e) => (e.id(), Exit::Stopped),
+                Err(e) => (e.id(), Exit::Broken(format!("its task ended: {e}"))),
             };
             if let Some(j) = self.index.remove(&id) {
                 self.stops[j] = None;
@@ -565,25 +573,32 @@ impl Supervisor {
                 }
             }
         }
+        // The group's restart counts once (as OTP counts it), and so does
+        // each attempt to start an instance that would not.
+        let mut attempt = 0;
         for &j in &group {
             loop {
-                if !self.count_restart() {
-                    return self
-                        .fail(format!(
-                            "more than {} restarts within {}",
-                            self.plan.max_restarts,
-                            humantime::format_duration(self.plan.restart_window)
-                        ))
-                        .await;
+                if attempt > 0 || j == group[0] {
+                    if !self.count_restart() {
+                        return self
+                            .fail(format!(
+                                "more than {} restarts within {}",
+                                self.plan.max_restarts,
+                                humantime::format_duration(self.plan.restart_window)
+                            ))
+                            .await;
+                    }
+                    tokio::time::sleep(self.backoff()).await;
                 }
-                tokio::time::sleep(self.backoff()).await;
                 match self.component.start_instance().await {
                     Ok(instance) => {
+                        attempt = 0;
                         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                         self.spawn(j, instance);
                         break;
                     }
                     Err(e) => {
+                        attempt += 1;
                         tracing::warn!(component = %self.component.name(), instance = j, error = %e, "actor instance did not start");
                     }
                 }
@@ -677,6 +692,25 @@ async fn serve(
             instance.stop().await;
             return Exit::Closed;
         };
+        stats.room.notify_waiters();
+        // Its sender stopped waiting (a request that timed out, a client
+        // gone): the message is not handled, as the sender was told.
+        if letter.reply.is_closed() {
+            continue;
+        }
+        // A grant the instance's authority rests on ended: a new instance
+        // gets the authority decided now (no restart counted).
+        if instance.is_stale() {
+            let component = instance.component().clone();
+            instance.stop().await;
+            instance = match component.start_instance().await {
+                Ok(i) => i,
+                Err(e) => {
+                    let _ = letter.reply.send(Err(e.into()));
+                    return Exit::Broken("its authority changed and no instance starts".into());
+                }
+            };
+        }
         let answer = instance.handle(letter.message).await;
         stats.processed.fetch_add(1, Ordering::Relaxed);
         let _ = letter.reply.send(answer.map_err(Error::from));

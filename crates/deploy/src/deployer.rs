@@ -425,6 +425,8 @@ pub struct Deployer {
     /// The WIT shapes of versions this deployer compared, by digest.
     shapes: HashMap<String, Arc<crate::diff::Shape>>,
     last_activation: Option<Activation>,
+    /// Whether actor deployments start their instances here.
+    hosts_actors: bool,
     /// Audit events of this deployer's runtime, not yet in the trail.
     events: Arc<std::sync::Mutex<Vec<airssys_wasm_runtime::AuditEvent>>>,
 }
@@ -493,6 +495,7 @@ impl Deployer {
             decisions: Arc::default(),
             shapes: HashMap::new(),
             last_activation: None,
+            hosts_actors: true,
             events,
         };
         this.fail_interrupted()?;
@@ -571,7 +574,7 @@ impl Deployer {
         allow_breaking: bool,
         actor: &str,
     ) -> Result<Deployment> {
-        let parent = self.active_record(&spec.name)?;
+        let parent = self.current_record(&spec.name)?;
         let action = if parent.is_some() {
             "upgrade"
         } else {
@@ -616,7 +619,7 @@ impl Deployer {
         allow_breaking: bool,
         actor: &str,
     ) -> Result<Deployment> {
-        let parent = self.active_record(name)?.ok_or_else(|| {
+        let parent = self.current_record(name)?.ok_or_else(|| {
             Error::Invalid(format!(
                 "{name} has no active deployment to upgrade; deploy it first: `airssys-wasm deploy {name}@{version}`"
             ))
@@ -1275,7 +1278,7 @@ impl Deployer {
         }
         let tx = self.registry.begin()?;
         tx.execute(
-            "UPDATE deployments SET state = 'failed', reason = ?1, updated_ms = ?2 WHERE id = ?3",
+            "UPDATE deployments SET state = 'failed', reason = ?1, updated_ms = ?2 WHERE id = ?3 AND state = 'active'",
             params![reason, crate::audit::now_ms(), record.id],
         )?;
         let failed = read(&tx, record.id)?;
@@ -1326,7 +1329,7 @@ impl Deployer {
 
     async fn rollback_to(&mut self, name: &str, to: Option<&str>, actor: &str) -> Result<Rollback> {
         self.refuse_during_canary(name)?;
-        let current = self.active_record(name)?.ok_or_else(|| {
+        let current = self.current_record(name)?.ok_or_else(|| {
             Error::Invalid(format!("{name} has no active deployment to roll back"))
         })?;
         let target = match to {
@@ -1497,6 +1500,16 @@ impl Deployer {
             .collect()
     }
 
+    /// The deployment a new one of `name` follows: the active one, or the
+    /// one its supervisor failed when nothing is active (so a fix, an
+    /// upgrade or a rollback keeps the state generation and the history).
+    fn current_record(&self, name: &str) -> Result<Option<Deployment>> {
+        if let Some(a) = self.active_record(name)? {
+            return Ok(Some(a));
+        }
+        Ok(self.failed_actors()?.into_iter().find(|d| d.name == name))
+    }
+
     fn active_record(&self, name: &str) -> Result<Option<Deployment>> {
         deployment_id(&self.registry, name, None)?
             .map(|id| read(self.registry.conn(), id))
@@ -1531,7 +1544,8 @@ impl Deployer {
     /// instances started (each runs `init`) under their supervisor, which
     /// reports a failure to be persisted by [`Deployer::settle`].
     async fn ready(&mut self, record: Deployment, component: ComponentPre) -> Result<Active> {
-        let actors = match record.spec.actor_plan()? {
+        let plan = record.spec.actor_plan()?;
+        let actors = match plan.filter(|_| self.hosts_actors) {
             None => None,
             Some(plan) => {
                 let pending = self.decisions.clone();
@@ -1594,6 +1608,14 @@ impl Deployer {
             route.start_canary(active, plan)?;
         }
         Ok(route)
+    }
+
+    /// Whether actor deployments start their instances in this process
+    /// (the default). A deployer that only records deployments (a command
+    /// line acting on a state directory, serving nothing) turns this off:
+    /// its calls then run per call.
+    pub fn host_actors(&mut self, on: bool) {
+        self.hosts_actors = on;
     }
 
     /// Stop the instances of every actor deployment served in this process

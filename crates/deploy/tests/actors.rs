@@ -154,6 +154,19 @@ async fn restarts_past_the_intensity_fail_the_deployment_while_others_serve() {
     );
     assert_eq!(last.subject, "looper@0.1.0");
     d.registry().verify_audit().unwrap();
+
+    // A fix follows the failed deployment, on its state.
+    let mut spec = DeploySpec::new("looper", "0.1.0");
+    spec.allow = vec!["system-call:state".into(), "system-call:config".into()];
+    spec.hosting = Hosting::Actor;
+    let fixed = d.deploy(spec, false, "t").await.unwrap();
+    assert_eq!(fixed.parent, Some(changed[0].id));
+    assert_eq!(fixed.generation, changed[0].generation);
+    assert_eq!(
+        ask(&mut d, "looper", "count").await.unwrap(),
+        "memory 1 state 1"
+    );
+    assert!(d.failed_actors().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,4 +245,16 @@ async fn a_full_mailbox_makes_the_sender_wait_then_fail() {
         ask(&mut d, "slow", "count").await.unwrap(),
         "memory 1 state 1"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_restart_counts_once_against_the_intensity() {
+    let (_root, mut d) = open();
+    // Four instances restarted together, under the default intensity of
+    // three restarts: one restart, not four.
+    deploy(&mut d, "four", quick(Supervision::OneForAll, 4)).await;
+    assert!(ask(&mut d, "four", "panic").await.is_err());
+    wait_for(&mut d, "four", |s| s.restarts == 4 && s.running == 4).await;
+    assert_eq!(status(&mut d, "four").failed, None);
+    assert!(ask(&mut d, "four", "count").await.is_ok());
 }

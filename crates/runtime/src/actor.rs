@@ -134,6 +134,16 @@ impl ActorInstance {
         self.broken.as_deref()
     }
 
+    /// Whether a grant its authority rests on has ended: it should be
+    /// replaced by an instance started now, under the authority decided
+    /// again.
+    pub fn is_stale(&self) -> bool {
+        self.store
+            .data()
+            .grant_ends
+            .is_some_and(|t| Instant::now() >= t)
+    }
+
     /// Messages this instance handled, well or not.
     pub fn handled(&self) -> u64 {
         self.handled
@@ -173,7 +183,14 @@ impl ActorInstance {
                 async move |store| Ok(execute.call_async(&mut *store, (input,)).await?.0),
             )
             .await
-            .inspect_err(|e| self.broken = Some(e.to_string()))?;
+            .inspect_err(|e| {
+                // A state commit that failed leaves the instance as it was;
+                // anything else (a trap, a timeout, a limit) stopped it
+                // where it stood.
+                if !matches!(e, Error::Host { .. }) {
+                    self.broken = Some(e.to_string());
+                }
+            })?;
         out.answered(pre.name())
     }
 
@@ -185,8 +202,12 @@ impl ActorInstance {
         };
         let pre = self.pre.clone();
         let Ok(_state_turn) = pre.state_turn().await else {
+            tracing::warn!(component = %pre.name(), "shutdown skipped: the state stayed busy past the timeout");
             return;
         };
+        if pre.inner.runtime.config().fuel {
+            let _ = self.store.set_fuel(pre.limits().fuel.unwrap_or(u64::MAX));
+        }
         self.store.data_mut().next_call(pre.limits().timeout_at());
         let r = pre
             .run_on(

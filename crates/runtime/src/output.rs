@@ -50,7 +50,9 @@ impl OutputCapture {
     /// The kept bytes and the total written.
     pub(crate) fn take(&self) -> (Vec<u8>, u64) {
         let mut tail = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let total = tail.total;
+        // A long-lived instance's capture is taken once per call: each
+        // call counts its own bytes.
+        let total = std::mem::take(&mut tail.total);
         (std::mem::take(&mut tail.buf).into(), total)
     }
 
