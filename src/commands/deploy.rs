@@ -202,8 +202,8 @@ pub(crate) struct DeployArgs {
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Without grant, limit or --config flags the upgrade keeps those of the \
-active deployment. A local command applies `immediate`; blue-green and canary act on live \
-traffic and need a running host.\n\nA component that keeps state (imports wasi:keyvalue) \
+active deployment. A local command applies `immediate`; blue-green, canary and rolling act on \
+live traffic and need a running host.\n\nA component that keeps state (imports wasi:keyvalue) \
 upgraded to another version has its state copied into a new generation and its `migrate` \
 run there before it takes calls; a failed `migrate` leaves the old version active."
 )]
@@ -212,9 +212,15 @@ pub(crate) struct UpgradeArgs {
     #[arg(value_name = "NAME@VERSION", value_parser = parse_target)]
     target: (String, String),
 
-    /// How the new version reaches traffic: immediate, blue-green, canary.
+    /// How the new version reaches traffic: immediate, blue-green, canary,
+    /// rolling (an actor's instances replaced --batch at a time, each
+    /// handing its mailbox over).
     #[arg(long, default_value = "immediate", value_name = "STRATEGY")]
     strategy: String,
+
+    /// Instances a rolling upgrade replaces at a time [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    batch: Option<u32>,
 
     /// Upgrade even when the WIT changes are breaking (see
     /// `airssys-wasm diff`).
@@ -623,7 +629,11 @@ pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8>
         _ if args.canary.given() => bail!(InputError(
             "the --canary-* flags are the plan of `--strategy canary`".into()
         )),
+        Strategy::Rolling { batch } => *batch = args.batch.unwrap_or(1),
         _ => {}
+    }
+    if args.batch.is_some() && !matches!(strategy, Strategy::Rolling { .. }) {
+        bail!(InputError("--batch goes with `--strategy rolling`".into()));
     }
     if let Some(c) = host.client()? {
         let spec = args.spec.spec(name, version)?;
@@ -632,6 +642,9 @@ pub(crate) async fn upgrade(args: UpgradeArgs, host: Host) -> anyhow::Result<u8>
         body.insert("strategy".into(), json!(strategy.name()));
         if let Strategy::Canary(plan) = &strategy {
             body.insert("canary".into(), json!(plan));
+        }
+        if let Strategy::Rolling { batch } = &strategy {
+            body.insert("batch".into(), json!(batch));
         }
         body.insert("allow_breaking".into(), json!(args.allow_breaking));
         let progress = Progress::start(format!("upgrading {name} to {version} on {}", c.base()));

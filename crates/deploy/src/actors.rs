@@ -256,8 +256,10 @@ pub struct Actors {
 struct Senders {
     name: String,
     senders: Vec<mpsc::Sender<Letter>>,
-    /// Asks the supervisor to stop every instance; answered when done.
-    stop: mpsc::Sender<oneshot::Sender<()>>,
+    /// Asks the supervisor to stop instances; answered when done.
+    stop: mpsc::Sender<Command>,
+    /// The receiving ends, for a successor to take over.
+    mailboxes: Vec<Mailbox>,
     next: AtomicUsize,
     plan: ActorPlan,
     stats: Arc<Stats>,
@@ -303,6 +305,21 @@ impl Actors {
                 (tx, Arc::new(tokio::sync::Mutex::new(rx)))
             })
             .unzip();
+        Ok(Self::supervise(
+            component, plan, instances, senders, mailboxes, on_failure,
+        ))
+    }
+
+    /// Instances of `component` started, and their supervisor, on these
+    /// mailboxes.
+    fn supervise(
+        component: ComponentPre,
+        plan: ActorPlan,
+        instances: Vec<ActorInstance>,
+        senders: Vec<mpsc::Sender<Letter>>,
+        mailboxes: Vec<Mailbox>,
+        on_failure: OnFailure,
+    ) -> Self {
         let stats = Arc::new(Stats::default());
         let (stop, stop_asked) = mpsc::channel(1);
         let supervisor = Supervisor {
@@ -310,8 +327,9 @@ impl Actors {
             component: component.clone(),
             plan: plan.clone(),
             stats: stats.clone(),
-            mailboxes,
+            mailboxes: mailboxes.clone(),
             stops: Vec::new(),
+            released: vec![false; mailboxes.len()],
             tasks: JoinSet::new(),
             index: HashMap::new(),
             window: VecDeque::new(),
@@ -319,16 +337,96 @@ impl Actors {
             on_failure: Some(on_failure),
         };
         tokio::spawn(supervisor.run(instances));
-        Ok(Self {
+        Self {
             inner: Arc::new(Senders {
                 name: component.name().to_string(),
                 senders,
                 stop,
+                mailboxes,
                 next: AtomicUsize::new(0),
                 plan,
                 stats,
             }),
-        })
+        }
+    }
+
+    /// Replace `old`'s instances with instances of `component`, `batch` at
+    /// a time, keeping its mailboxes: every new instance is started (its
+    /// `init`) and reports itself healthy, batch by batch, before any
+    /// takes a message, so a failure leaves `old` serving untouched; then,
+    /// batch by batch, each old instance finishes the message in hand,
+    /// runs `shutdown` and hands its mailbox, with the messages waiting in
+    /// it, to its successor. No accepted message is lost or reordered.
+    pub(crate) async fn roll(
+        old: &Actors,
+        component: ComponentPre,
+        plan: ActorPlan,
+        batch: usize,
+        on_failure: OnFailure,
+    ) -> Result<Self> {
+        let o = &old.inner;
+        if (plan.instances, plan.mailbox) != (o.plan.instances, o.plan.mailbox) {
+            return Err(Error::Invalid(format!(
+                "rolling: {} keeps its {} instance(s) with mailboxes of {} (the new spec asks {} of {}); use the immediate strategy to change them",
+                o.name, o.plan.instances, o.plan.mailbox, plan.instances, plan.mailbox
+            )));
+        }
+        let batch = batch.max(1);
+        let mut fresh: Vec<ActorInstance> = Vec::with_capacity(plan.instances);
+        let refuse = async |fresh: Vec<ActorInstance>, e: Error| {
+            for i in fresh {
+                i.stop().await;
+            }
+            Err(e)
+        };
+        for (k, chunk) in (0..plan.instances)
+            .collect::<Vec<_>>()
+            .chunks(batch)
+            .enumerate()
+        {
+            for _ in chunk {
+                match component.start_instance().await {
+                    Ok(i) => fresh.push(i),
+                    Err(e) => return refuse(fresh, e.into()).await,
+                }
+            }
+            let first = fresh.len() - chunk.len();
+            for i in &mut fresh[first..] {
+                match i.health().await {
+                    Ok(airssys_wasm_runtime::HealthStatus::Unhealthy(why)) => {
+                        let e = Error::Invalid(format!(
+                            "rolling: batch {} of {}: an instance reports itself unhealthy ({why}); the active version keeps serving",
+                            k + 1,
+                            plan.instances.div_ceil(batch)
+                        ));
+                        return refuse(fresh, e).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => return refuse(fresh, e.into()).await,
+                }
+            }
+        }
+        // Each new instance waits for its mailbox until the old one lets go.
+        let new = Self::supervise(
+            component,
+            plan,
+            fresh,
+            o.senders.clone(),
+            o.mailboxes.clone(),
+            on_failure,
+        );
+        for chunk in (0..o.plan.instances).collect::<Vec<_>>().chunks(batch) {
+            old.command(|done| Command::Release(chunk.to_vec(), done))
+                .await;
+        }
+        Ok(new)
+    }
+
+    async fn command(&self, command: impl FnOnce(oneshot::Sender<()>) -> Command) {
+        let (done, stopped) = oneshot::channel();
+        if self.inner.stop.send(command(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
     }
 
     /// Stop every instance now (each after the message in hand, running
@@ -336,10 +434,7 @@ impl Actors {
     /// [`Error::ActorsFailed`]. Resolves when all have stopped. A host
     /// calls this when it stops, after its ingress drained.
     pub async fn stop(&self) {
-        let (done, stopped) = oneshot::channel();
-        if self.inner.stop.send(done).await.is_ok() {
-            let _ = stopped.await;
-        }
+        self.command(Command::Stop).await;
     }
 
     /// The plan it runs by.
@@ -463,15 +558,26 @@ enum Exit {
     Broken(String),
 }
 
+/// What a supervisor is asked to do besides supervising.
+enum Command {
+    /// Stop every instance and close the mailboxes ([`Actors::stop`]).
+    Stop(oneshot::Sender<()>),
+    /// Stop these instances for good, leaving their mailboxes open to a
+    /// successor ([`Actors::roll`]).
+    Release(Vec<usize>, oneshot::Sender<()>),
+}
+
 struct Supervisor {
-    /// Where [`Actors::stop`] asks.
-    stop_asked: mpsc::Receiver<oneshot::Sender<()>>,
+    /// Where [`Actors::stop`] and [`Actors::roll`] ask.
+    stop_asked: mpsc::Receiver<Command>,
     component: ComponentPre,
     plan: ActorPlan,
     stats: Arc<Stats>,
     mailboxes: Vec<Mailbox>,
     /// Each running instance's stop signal, by position.
     stops: Vec<Option<watch::Sender<bool>>>,
+    /// Positions handed to a successor: never restarted.
+    released: Vec<bool>,
     tasks: JoinSet<Exit>,
     /// The position of each task.
     index: HashMap<tokio::task::Id, usize>,
@@ -491,11 +597,21 @@ impl Supervisor {
         loop {
             let joined = tokio::select! {
                 joined = self.tasks.join_next_with_id() => joined,
-                Some(done) = self.stop_asked.recv() => {
-                    self.stop_all("it was stopped (the host is stopping)").await;
-                    let _ = done.send(());
-                    return;
-                }
+                Some(command) = self.stop_asked.recv() => match command {
+                    Command::Stop(done) => {
+                        self.stop_all("it was stopped (the host is stopping)").await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Command::Release(positions, done) => {
+                        self.release(&positions).await;
+                        let _ = done.send(());
+                        if self.released.iter().all(|r| *r) {
+                            return;
+                        }
+                        continue;
+                    }
+                },
             };
             let Some(joined) = joined else {
                 return;
@@ -510,14 +626,15 @@ impl Supervisor {
             self.stops[i] = None;
             match exit {
                 Exit::Closed | Exit::Stopped => {}
+                Exit::Broken(_) if self.released[i] => {}
                 Exit::Broken(why) => {
                     tracing::warn!(component = %self.component.name(), instance = i, reason = %why, "actor instance stopped; restarting");
                     self.queue.push_back(i);
                 }
             }
             while let Some(i) = self.queue.pop_front() {
-                // Already restarted with another's group.
-                if self.stops[i].is_some() {
+                // Already restarted with another's group, or handed over.
+                if self.stops[i].is_some() || self.released[i] {
                     continue;
                 }
                 if !self.restart(i).await {
@@ -539,6 +656,36 @@ impl Supervisor {
         self.index.insert(handle.id(), i);
     }
 
+    /// Stop the instances at `positions` for good (each after the message
+    /// in hand, running `shutdown`), leaving their mailboxes to a
+    /// successor.
+    async fn release(&mut self, positions: &[usize]) {
+        for &j in positions {
+            self.released[j] = true;
+            if let Some(stop) = &self.stops[j] {
+                let _ = stop.send(true);
+            }
+        }
+        while positions.iter().any(|&j| self.stops[j].is_some()) {
+            let Some(joined) = self.tasks.join_next_with_id().await else {
+                break;
+            };
+            let (id, exit) = match joined {
+                Ok((id, exit)) => (id, exit),
+                Err(e) => (e.id(), Exit::Broken(format!("its task ended: {e}"))),
+            };
+            if let Some(j) = self.index.remove(&id) {
+                self.stops[j] = None;
+                if let Exit::Broken(why) = exit
+                    && !self.released[j]
+                {
+                    tracing::warn!(component = %self.component.name(), instance = j, reason = %why, "actor instance stopped; restarting");
+                    self.queue.push_back(j);
+                }
+            }
+        }
+    }
+
     /// Restart what the strategy says after instance `i` broke. False when
     /// the deployment failed instead (or every sender is gone).
     async fn restart(&mut self, i: usize) -> bool {
@@ -547,7 +694,13 @@ impl Supervisor {
             Supervision::OneForOne => vec![i],
             Supervision::OneForAll => (0..n).collect(),
             Supervision::RestForOne => (i..n).collect(),
-        };
+        }
+        .into_iter()
+        .filter(|&j| !self.released[j])
+        .collect();
+        if group.is_empty() {
+            return true;
+        }
         // Stop the others of the group (each after its message in hand),
         // then start the group again in order.
         for &j in &group {
@@ -654,7 +807,12 @@ impl Supervisor {
             let _ = stop.send(true);
         }
         while self.tasks.join_next().await.is_some() {}
-        for mailbox in &self.mailboxes {
+        let kept = self
+            .mailboxes
+            .iter()
+            .zip(&self.released)
+            .filter(|(_, released)| !**released);
+        for (mailbox, _) in kept {
             let mut rx = mailbox.lock().await;
             rx.close();
             while let Ok(letter) = rx.try_recv() {
@@ -675,8 +833,16 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
     stats: Arc<Stats>,
 ) -> Exit {
+    // The mailbox may still be held by the instance this one succeeds.
+    let mut rx = tokio::select! {
+        biased;
+        _ = stop.changed() => {
+            instance.stop().await;
+            return Exit::Stopped;
+        }
+        rx = mailbox.lock() => rx,
+    };
     let _running = Running::new(&stats);
-    let mut rx = mailbox.lock().await;
     loop {
         let letter = tokio::select! {
             biased;

@@ -53,15 +53,24 @@ pub enum Strategy {
     /// A share of calls goes to the new version, in steps, and the route
     /// promotes or aborts it on its measurements (see [`crate::router`]).
     Canary(crate::router::Canary),
+    /// An actor deployment's instances are replaced `batch` at a time,
+    /// each batch started and healthy before any takes over, each old
+    /// instance handing its mailbox (and the messages waiting in it) to its
+    /// successor: no accepted message is lost (see [`crate::Actors`]).
+    Rolling {
+        /// Instances replaced at a time (at least 1).
+        batch: u32,
+    },
 }
 
 impl Strategy {
-    /// Its name: `immediate`, `blue-green` or `canary`.
+    /// Its name: `immediate`, `blue-green`, `canary` or `rolling`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Immediate => "immediate",
             Self::BlueGreen => "blue-green",
             Self::Canary(_) => "canary",
+            Self::Rolling { .. } => "rolling",
         }
     }
 
@@ -76,14 +85,16 @@ impl Strategy {
 impl std::str::FromStr for Strategy {
     type Err = Error;
 
-    /// `immediate`, `blue-green`, or `canary` (with the default plan).
+    /// `immediate`, `blue-green`, `canary` (with the default plan) or
+    /// `rolling` (one instance at a time).
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "immediate" => Ok(Self::Immediate),
             "blue-green" => Ok(Self::BlueGreen),
             "canary" => Ok(Self::Canary(crate::router::Canary::default())),
+            "rolling" => Ok(Self::Rolling { batch: 1 }),
             other => Err(Error::Invalid(format!(
-                "unknown strategy `{other}`: use immediate, blue-green or canary"
+                "unknown strategy `{other}`: use immediate, blue-green, canary or rolling"
             ))),
         }
     }
@@ -788,9 +799,20 @@ impl Deployer {
                 .await?;
             // Actor instances start (and run `init`) before the switch: one
             // that does not start fails the deployment, not its calls.
-            let ready = self
-                .ready(read(self.registry.conn(), id)?, component.clone())
-                .await?;
+            let record = read(self.registry.conn(), id)?;
+            let ready = match strategy {
+                Strategy::Rolling { batch } => {
+                    let old = route.current().and_then(|a| a.actors).ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "rolling replaces the instances of an actor deployment, and {} has none running here; use the immediate strategy",
+                            spec.name
+                        ))
+                    })?;
+                    self.ready_with(record, component.clone(), Some((&old, *batch as usize)))
+                        .await?
+                }
+                _ => self.ready(record, component.clone()).await?,
+            };
             if let Strategy::BlueGreen = strategy {
                 match component.health().await {
                     Ok(airssys_wasm_runtime::HealthStatus::Unhealthy(why)) => {
@@ -1544,7 +1566,24 @@ impl Deployer {
     /// instances started (each runs `init`) under their supervisor, which
     /// reports a failure to be persisted by [`Deployer::settle`].
     async fn ready(&mut self, record: Deployment, component: ComponentPre) -> Result<Active> {
+        self.ready_with(record, component, None).await
+    }
+
+    /// [`Deployer::ready`], the instances taking over `from`'s mailboxes
+    /// `batch` at a time when given ([`Strategy::Rolling`]).
+    async fn ready_with(
+        &mut self,
+        record: Deployment,
+        component: ComponentPre,
+        from: Option<(&Actors, usize)>,
+    ) -> Result<Active> {
         let plan = record.spec.actor_plan()?;
+        if from.is_some() && plan.is_none() {
+            return Err(Error::Invalid(format!(
+                "rolling needs the new version hosted as an actor too (`hosting: actor`); {} {} is per-call",
+                record.name, record.version
+            )));
+        }
         let actors = match plan.filter(|_| self.hosts_actors) {
             None => None,
             Some(plan) => {
@@ -1560,7 +1599,12 @@ impl Deployer {
                         errors: 0,
                     });
                 });
-                Some(Actors::start(component.clone(), plan, on_failure).await?)
+                Some(match from {
+                    Some((old, batch)) => {
+                        Actors::roll(old, component.clone(), plan, batch, on_failure).await?
+                    }
+                    None => Actors::start(component.clone(), plan, on_failure).await?,
+                })
             }
         };
         Ok(Active {

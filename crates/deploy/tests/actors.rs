@@ -13,10 +13,11 @@
 use std::time::{Duration, Instant};
 
 use airssys_wasm_deploy::{
-    ActorSpec, ActorStatus, DeploySpec, Deployer, Error, Hosting, Provenance, StateDir, Supervision,
+    ActorSpec, ActorStatus, DeploySpec, Deployer, Error, Hosting, Provenance, StateDir, Strategy,
+    Supervision,
 };
 use airssys_wasm_runtime::{Message, RuntimeConfig};
-use airssys_wasm_test_guests::ACTOR;
+use airssys_wasm_test_guests::{ACTOR, FLAKY};
 
 fn open() -> (tempfile::TempDir, Deployer) {
     let root = tempfile::tempdir().unwrap();
@@ -257,4 +258,83 @@ async fn a_group_restart_counts_once_against_the_intensity() {
     wait_for(&mut d, "four", |s| s.restarts == 4 && s.running == 4).await;
     assert_eq!(status(&mut d, "four").failed, None);
     assert!(ask(&mut d, "four", "count").await.is_ok());
+}
+
+/// Flaky (no state; answers `ok` after config `delay-ms`) at `version`,
+/// hosted as an actor with `instances`.
+fn flaky(version: &str, instances: u32) -> DeploySpec {
+    let mut spec = DeploySpec::new("svc", version);
+    spec.allow = vec!["system-call:config".into()];
+    spec.config = vec![("delay-ms".into(), "10".into())];
+    spec.hosting = Hosting::Actor;
+    spec.actor = Some(ActorSpec {
+        instances: Some(instances),
+        ..ActorSpec::default()
+    });
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_upgrade_hands_every_waiting_message_over() {
+    let (_root, mut d) = open();
+    let bytes = std::fs::read(FLAKY).unwrap();
+    for v in ["0.1.0", "0.2.0", "0.3.0"] {
+        d.registry()
+            .publish("svc", v, &bytes, &Provenance::unsigned(), "t")
+            .unwrap();
+    }
+    d.deploy(flaky("0.1.0", 4), false, "t").await.unwrap();
+    let route = d.serve("svc").await.unwrap();
+    let old = route.current().unwrap().actors.unwrap();
+    // 200 messages of 10 ms each on four instances: half a second of work
+    // waiting in the mailboxes when the upgrade starts.
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let route = route.clone();
+            tokio::spawn(async move { route.execute(Message::new("go")).await })
+        })
+        .collect();
+    wait_for(&mut d, "svc", |s| s.mailbox_depth > 20).await;
+    let upgraded = d
+        .upgrade(
+            "svc",
+            "0.2.0",
+            Strategy::Rolling { batch: 2 },
+            Some(flaky("0.2.0", 4)),
+            false,
+            "t",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (upgraded.strategy.as_str(), upgraded.state.as_str()),
+        ("rolling", "active")
+    );
+    for call in calls {
+        let served = call.await.unwrap().expect("no accepted message is lost");
+        assert_eq!(served.output.value.payload, b"ok");
+    }
+    let new = route.current().unwrap().actors.unwrap();
+    let (o, n) = (old.status(), new.status());
+    assert!(
+        n.processed > 0,
+        "the new instances took over waiting messages"
+    );
+    assert_eq!(o.processed + n.processed, 200, "{o:?} {n:?}");
+    assert_eq!((o.running, n.running), (0, 4));
+
+    // A rolling upgrade keeps the instance count (and mailbox size).
+    let e = d
+        .upgrade(
+            "svc",
+            "0.3.0",
+            Strategy::Rolling { batch: 1 },
+            Some(flaky("0.3.0", 2)),
+            false,
+            "t",
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("keeps its 4 instance(s)"), "{e}");
+    assert_eq!(route.current().unwrap().deployment.version, "0.2.0");
 }

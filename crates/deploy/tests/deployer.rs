@@ -161,7 +161,7 @@ async fn what_cannot_be_deployed_says_why() {
             .parse::<Strategy>()
             .unwrap_err()
             .to_string()
-            .contains("use immediate, blue-green or canary")
+            .contains("use immediate, blue-green, canary or rolling")
     );
 
     // An upgrade that removes an export is breaking: refused unless

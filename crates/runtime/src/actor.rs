@@ -21,7 +21,7 @@ use wasmtime::component::TypedFunc;
 use crate::host::HostCtx;
 use crate::output::OutputCapture;
 use crate::prepared::{Kind, Stdio};
-use crate::{CallOutput, ComponentError, ComponentPre, Error, Message, Result};
+use crate::{CallOutput, ComponentError, ComponentPre, Error, HealthStatus, Message, Result};
 
 type Execute = TypedFunc<(Message,), (Result<Message, ComponentError>,)>;
 
@@ -33,6 +33,7 @@ pub struct ActorInstance {
     store: Store<HostCtx>,
     execute: Execute,
     shutdown: Option<TypedFunc<(), ()>>,
+    health: Option<TypedFunc<(), (HealthStatus,)>>,
     output: (Option<OutputCapture>, Option<OutputCapture>),
     broken: Option<String>,
     handled: u64,
@@ -59,6 +60,7 @@ impl ComponentPre {
         let execute_idx = *execute;
         let init_idx = lifecycle.as_ref().map(|l| l.init);
         let shutdown_idx = lifecycle.as_ref().and_then(|l| l.shutdown);
+        let health_idx = lifecycle.as_ref().map(|l| l.health);
         let config = self.inner.shared.config.clone();
         let _state_turn = self.state_turn().await?;
         let start = Instant::now();
@@ -110,11 +112,16 @@ impl ComponentPre {
             .map(|idx| instance.get_typed_func::<(), ()>(&mut store, &idx))
             .transpose()
             .map_err(host)?;
+        let health = health_idx
+            .map(|idx| instance.get_typed_func::<(), (HealthStatus,)>(&mut store, &idx))
+            .transpose()
+            .map_err(host)?;
         Ok(ActorInstance {
             pre: self.clone(),
             store,
             execute,
             shutdown,
+            health,
             output: (stdout, stderr),
             broken: None,
             handled: 0,
@@ -192,6 +199,28 @@ impl ActorInstance {
                 }
             })?;
         out.answered(pre.name())
+    }
+
+    /// Ask this instance whether it can serve (`lifecycle.health`, under
+    /// the component's timeout; healthy for a component without a
+    /// lifecycle).
+    pub async fn health(&mut self) -> Result<HealthStatus> {
+        let Some(health) = self.health else {
+            return Ok(HealthStatus::Healthy);
+        };
+        let pre = self.pre.clone();
+        self.store.data_mut().next_call(pre.limits().timeout_at());
+        let out = pre
+            .run_on(
+                &mut self.store,
+                (&self.output.0, &self.output.1),
+                Instant::now(),
+                |_| true,
+                async move |store| Ok(health.call_async(&mut *store, ()).await?.0),
+            )
+            .await
+            .inspect_err(|e| self.broken = Some(e.to_string()))?;
+        Ok(out.value)
     }
 
     /// Stop the instance: `shutdown` runs (under the component's timeout)

@@ -149,7 +149,7 @@ pub(crate) enum Kind {
 
 pub(crate) struct Lifecycle {
     pub(crate) init: ComponentExportIndex,
-    health: ComponentExportIndex,
+    pub(crate) health: ComponentExportIndex,
     metadata: ComponentExportIndex,
     migrate: Option<ComponentExportIndex>,
     pub(crate) shutdown: Option<ComponentExportIndex>,

@@ -721,12 +721,15 @@ with_spec_fields! {
     struct UpgradeBody {
         /// The published version to upgrade to.
         version: String,
-        /// `immediate` (default), `blue-green` or `canary`.
+        /// `immediate` (default), `blue-green`, `canary` or `rolling`.
         #[serde(default)]
         strategy: Option<String>,
         /// The canary's plan (with `strategy: canary`; default plan otherwise).
         #[serde(default)]
         canary: Option<Canary>,
+        /// Instances replaced at a time (with `strategy: rolling`; default 1).
+        #[serde(default)]
+        batch: Option<u32>,
         /// Upgrade even if the contract breaks.
         #[serde(default)]
         allow_breaking: bool,
@@ -735,7 +738,9 @@ with_spec_fields! {
 
 /// Upgrade a component with a strategy: `immediate` switches at once,
 /// `blue-green` after the new version's health check (the old one kept
-/// ready), `canary` in steps judged on errors and latency. Without a spec
+/// ready), `canary` in steps judged on errors and latency, `rolling`
+/// replaces an actor's instances in batches, handing each mailbox over.
+/// Without a spec
 /// in the body the active grants, limits, configuration and route are
 /// kept.
 #[utoipa::path(post, path = "/v1/deployments/{name}/upgrade", tag = "deployments",
@@ -770,6 +775,16 @@ async fn upgrade(
                 StatusCode::BAD_REQUEST,
                 "`canary` is the plan of the canary strategy: give `strategy: \"canary\"` with it"
                     .into(),
+            ));
+        }
+        _ => {}
+    }
+    match (&mut strategy, b.batch) {
+        (Strategy::Rolling { batch }, Some(given)) if given > 0 => *batch = given,
+        (_, Some(_)) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "`batch` is at least 1 and goes with `strategy: \"rolling\"`".into(),
             ));
         }
         _ => {}
