@@ -302,3 +302,64 @@ async fn a_publish_reaches_every_subscriber_exactly_once() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_messaging_denial_is_typed_and_audited() {
+    let (_root, mut d) = open();
+    relay(&mut d, "vault", &[]).await;
+    // Granted everything, with one denial of each kind.
+    let bytes = std::fs::read(RELAY).unwrap();
+    d.registry()
+        .publish("a", "0.1.0", &bytes, &Provenance::unsigned(), "t")
+        .unwrap();
+    let mut spec = DeploySpec::new("a", "0.1.0");
+    for c in ["system-call:state", "system-call:config"] {
+        spec.allow.push(c.into());
+    }
+    for op in ["send", "request", "publish"] {
+        spec.allow.push(format!("messaging:{op}:*"));
+    }
+    spec.deny = vec![
+        "messaging:send:vault".into(),
+        "messaging:request:vault".into(),
+        "messaging:publish:secrets*".into(),
+    ];
+    d.deploy(spec, false, "t").await.unwrap();
+    d.serve("a").await.unwrap();
+    for (command, capability) in [
+        ("tell vault x", "messaging:send:vault"),
+        ("relay vault x", "messaging:request:vault"),
+        ("publish secrets.keys x", "messaging:publish:secrets.keys"),
+    ] {
+        let Err(ComponentError::Denied(denied)) = ask(&mut d, "a", command).await else {
+            panic!("{command}: not denied");
+        };
+        assert_eq!(
+            airssys_wasm_runtime::capability_from_wit(&denied).to_string(),
+            capability
+        );
+    }
+    // What is not denied still goes through, and the vault got nothing.
+    let Err(ComponentError::NotFound(_)) = ask(&mut d, "a", "relay echo-less x").await else {
+        panic!("a request to another target was not looked up");
+    };
+    assert_eq!(ask(&mut d, "vault", "count").await.unwrap(), "1");
+    // Each denial is in the audit trail, by the host, naming what was
+    // asked.
+    d.record_events().unwrap();
+    let trail = d.registry().audit().unwrap();
+    for capability in [
+        "messaging:send:vault",
+        "messaging:request:vault",
+        "messaging:publish:secrets.keys",
+    ] {
+        let found = trail.iter().any(|r| {
+            r.actor == "host"
+                && r.action == "denied"
+                && r.subject == "a@0.1.0"
+                && r.details
+                    .contains(&format!("\"capability\":\"{capability}\""))
+        });
+        assert!(found, "no denial of {capability} in {trail:#?}");
+    }
+}
