@@ -61,6 +61,11 @@ const GUESTS: &[Guest] = &[
         doc: "`tests/guests/actor`: an SDK component for actor hosting: `count` (a counter in memory and one in state, answered as `memory M state S`), `panic`, `count-then-panic`, `sleep MS`, `get KEY`, `error`; `init` and `shutdown` count themselves in state (`inits`, `shutdowns`), `migrate` stores `migrated-from`.",
     },
     Guest {
+        constant: "PINGER",
+        file: "pinger.wasm",
+        doc: "`tests/guests/pinger`: an SDK component that times messages to another component from the inside (`ping N TARGET`: N requests, their p50 and p99; `fan N TARGET`: N sends and a request, their total); for the actor benchmark.",
+    },
+    Guest {
         constant: "FLAKY",
         file: "flaky.wasm",
         doc: "`tests/guests/flaky`: an SDK component that keeps no state and answers `ok`, fails when config `fail-calls` is `true`, and waits config `delay-ms` first; for canary tests.",
