@@ -77,8 +77,10 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
         ));
     }
     let mut wanted = Vec::new();
+    let mut groups = Vec::new();
     for path in &args.manifests {
         let m = Manifest::load(path).map_err(|e| InputError(e.to_string()))?;
+        groups.extend(m.supervisors().into_iter().map(group));
         for entry in m.components() {
             let ready = ready(entry, args.fuel)
                 .await
@@ -88,6 +90,11 @@ pub(crate) async fn main(args: Args, host: Host) -> anyhow::Result<u8> {
     }
     let server = Server::bind(dir, runtime, config).await?;
     let control = server.control();
+    // Before any actor starts, so each reports to its group.
+    control
+        .supervise(groups)
+        .await
+        .map_err(|e| InputError(e.to_string()))?;
     let mut applied = String::new();
     for (path, ready) in wanted {
         applied.push_str(
@@ -181,6 +188,23 @@ async fn ready(entry: Resolved, metered: bool) -> anyhow::Result<Ready> {
         digest: info.digest.to_string(),
         spec,
     })
+}
+
+/// A manifest's supervision group, for the deployer.
+fn group(s: airssys_wasm_manifest::Supervisor) -> airssys_wasm_deploy::GroupSpec {
+    use airssys_wasm_deploy::Supervision as S;
+    use airssys_wasm_manifest::Supervision as M;
+    airssys_wasm_deploy::GroupSpec {
+        name: s.name,
+        strategy: match s.strategy {
+            M::OneForAll => S::OneForAll,
+            M::RestForOne => S::RestForOne,
+            _ => S::OneForOne,
+        },
+        children: s.children,
+        max_restarts: s.max_restarts,
+        restart_window: s.restart_window,
+    }
 }
 
 /// A manifest entry's hosting, actor settings and subscriptions, checked.

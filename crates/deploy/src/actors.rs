@@ -278,6 +278,14 @@ impl std::fmt::Debug for Actors {
 /// intensity.
 pub(crate) type OnFailure = Box<dyn FnOnce(String) + Send>;
 
+/// What a deployment's supervisor tells the host.
+pub(crate) struct Hooks {
+    /// Its restarts passed the intensity (once, with the reason).
+    pub(crate) on_failure: OnFailure,
+    /// An instance broke (for the supervision group it belongs to).
+    pub(crate) on_break: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
 impl Actors {
     /// Start `plan.instances` instances of `component` (each runs `init`;
     /// the first that fails stops the others and is the error) and their
@@ -285,7 +293,7 @@ impl Actors {
     pub(crate) async fn start(
         component: ComponentPre,
         plan: ActorPlan,
-        on_failure: OnFailure,
+        hooks: Hooks,
     ) -> Result<Self> {
         let mut instances = Vec::with_capacity(plan.instances);
         for _ in 0..plan.instances {
@@ -306,7 +314,7 @@ impl Actors {
             })
             .unzip();
         Ok(Self::supervise(
-            component, plan, instances, senders, mailboxes, on_failure,
+            component, plan, instances, senders, mailboxes, hooks,
         ))
     }
 
@@ -318,7 +326,7 @@ impl Actors {
         instances: Vec<ActorInstance>,
         senders: Vec<mpsc::Sender<Letter>>,
         mailboxes: Vec<Mailbox>,
-        on_failure: OnFailure,
+        hooks: Hooks,
     ) -> Self {
         let stats = Arc::new(Stats::default());
         let (stop, stop_asked) = mpsc::channel(1);
@@ -334,7 +342,8 @@ impl Actors {
             index: HashMap::new(),
             window: VecDeque::new(),
             queue: VecDeque::new(),
-            on_failure: Some(on_failure),
+            on_failure: Some(hooks.on_failure),
+            on_break: hooks.on_break,
         };
         tokio::spawn(supervisor.run(instances));
         Self {
@@ -362,7 +371,7 @@ impl Actors {
         component: ComponentPre,
         plan: ActorPlan,
         batch: usize,
-        on_failure: OnFailure,
+        hooks: Hooks,
     ) -> Result<Self> {
         let o = &old.inner;
         if (plan.instances, plan.mailbox) != (o.plan.instances, o.plan.mailbox) {
@@ -413,7 +422,7 @@ impl Actors {
             fresh,
             o.senders.clone(),
             o.mailboxes.clone(),
-            on_failure,
+            hooks,
         );
         for chunk in (0..o.plan.instances).collect::<Vec<_>>().chunks(batch) {
             old.command(|done| Command::Release(chunk.to_vec(), done))
@@ -435,6 +444,19 @@ impl Actors {
     /// calls this when it stops, after its ingress drained.
     pub async fn stop(&self) {
         self.command(Command::Stop).await;
+    }
+
+    /// Stop every instance and start them again (for a supervision group
+    /// whose strategy restarts this deployment with a sibling); not counted
+    /// against its own intensity.
+    pub(crate) async fn restart_all(&self) {
+        self.command(Command::RestartAll).await;
+    }
+
+    /// Fail the deployment for `reason` (a supervision group above it gave
+    /// up), as if its own restarts had passed the intensity.
+    pub(crate) async fn fail(&self, reason: String) {
+        self.command(|done| Command::Fail(reason, done)).await;
     }
 
     /// The plan it runs by.
@@ -565,6 +587,10 @@ enum Command {
     /// Stop these instances for good, leaving their mailboxes open to a
     /// successor ([`Actors::roll`]).
     Release(Vec<usize>, oneshot::Sender<()>),
+    /// Restart every instance ([`Actors::restart_all`]).
+    RestartAll(oneshot::Sender<()>),
+    /// Fail the deployment ([`Actors::fail`]).
+    Fail(String, oneshot::Sender<()>),
 }
 
 struct Supervisor {
@@ -586,6 +612,7 @@ struct Supervisor {
     /// Instances that broke while a restart waited for others to stop.
     queue: VecDeque<usize>,
     on_failure: Option<OnFailure>,
+    on_break: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Supervisor {
@@ -596,7 +623,7 @@ impl Supervisor {
         }
         loop {
             let joined = tokio::select! {
-                joined = self.tasks.join_next_with_id() => joined,
+                joined = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => joined,
                 Some(command) = self.stop_asked.recv() => match command {
                     Command::Stop(done) => {
                         self.stop_all("it was stopped (the host is stopping)").await;
@@ -611,26 +638,57 @@ impl Supervisor {
                         }
                         continue;
                     }
+                    Command::RestartAll(done) => {
+                        let all: Vec<usize> = (0..self.mailboxes.len())
+                            .filter(|&j| !self.released[j])
+                            .collect();
+                        self.stop_group(&all).await;
+                        for j in all {
+                            match self.component.start_instance().await {
+                                Ok(instance) => {
+                                    self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                                    self.spawn(j, instance);
+                                }
+                                Err(e) => {
+                                    tracing::warn!(component = %self.component.name(), instance = j, error = %e, "actor instance did not start");
+                                    self.queue.push_back(j);
+                                }
+                            }
+                        }
+                        let _ = done.send(());
+                        None
+                    }
+                    Command::Fail(reason, done) => {
+                        self.fail(reason).await;
+                        let _ = done.send(());
+                        return;
+                    }
                 },
+                else => None,
             };
-            let Some(joined) = joined else {
-                return;
-            };
-            let (id, exit) = match joined {
-                Ok((id, exit)) => (id, exit),
-                Err(e) => (e.id(), Exit::Broken(format!("its task ended: {e}"))),
-            };
-            let Some(i) = self.index.remove(&id) else {
-                continue;
-            };
-            self.stops[i] = None;
-            match exit {
-                Exit::Closed | Exit::Stopped => {}
-                Exit::Broken(_) if self.released[i] => {}
-                Exit::Broken(why) => {
-                    tracing::warn!(component = %self.component.name(), instance = i, reason = %why, "actor instance stopped; restarting");
-                    self.queue.push_back(i);
+            if let Some(joined) = joined {
+                let (id, exit) = match joined {
+                    Ok((id, exit)) => (id, exit),
+                    Err(e) => (e.id(), Exit::Broken(format!("its task ended: {e}"))),
+                };
+                let Some(i) = self.index.remove(&id) else {
+                    continue;
+                };
+                self.stops[i] = None;
+                match exit {
+                    Exit::Closed | Exit::Stopped => {}
+                    Exit::Broken(_) if self.released[i] => {}
+                    Exit::Broken(why) => {
+                        tracing::warn!(component = %self.component.name(), instance = i, reason = %why, "actor instance stopped; restarting");
+                        if let Some(tell) = &self.on_break {
+                            tell();
+                        }
+                        self.queue.push_back(i);
+                    }
                 }
+            } else if self.tasks.is_empty() && self.queue.is_empty() {
+                // Every instance ended with its mailbox closed.
+                return;
             }
             while let Some(i) = self.queue.pop_front() {
                 // Already restarted with another's group, or handed over.
@@ -662,6 +720,15 @@ impl Supervisor {
     async fn release(&mut self, positions: &[usize]) {
         for &j in positions {
             self.released[j] = true;
+        }
+        self.stop_group(positions).await;
+    }
+
+    /// Stop the instances at `positions` (each after the message in hand)
+    /// and wait for them; another that breaks meanwhile is queued for its
+    /// restart.
+    async fn stop_group(&mut self, positions: &[usize]) {
+        for &j in positions {
             if let Some(stop) = &self.stops[j] {
                 let _ = stop.send(true);
             }
@@ -677,9 +744,13 @@ impl Supervisor {
             if let Some(j) = self.index.remove(&id) {
                 self.stops[j] = None;
                 if let Exit::Broken(why) = exit
+                    && !positions.contains(&j)
                     && !self.released[j]
                 {
                     tracing::warn!(component = %self.component.name(), instance = j, reason = %why, "actor instance stopped; restarting");
+                    if let Some(tell) = &self.on_break {
+                        tell();
+                    }
                     self.queue.push_back(j);
                 }
             }
@@ -703,29 +774,7 @@ impl Supervisor {
         }
         // Stop the others of the group (each after its message in hand),
         // then start the group again in order.
-        for &j in &group {
-            if let Some(stop) = &self.stops[j] {
-                let _ = stop.send(true);
-            }
-        }
-        while group.iter().any(|&j| self.stops[j].is_some()) {
-            let Some(joined) = self.tasks.join_next_with_id().await else {
-                break;
-            };
-            let (id, exit) = match joined {
-                Ok((id, exit)) => (id, exit),
-                Err(e) => (e.id(), Exit::Broken(format!("its task ended: {e}"))),
-            };
-            if let Some(j) = self.index.remove(&id) {
-                self.stops[j] = None;
-                if let Exit::Broken(why) = exit
-                    && !group.contains(&j)
-                {
-                    tracing::warn!(component = %self.component.name(), instance = j, reason = %why, "actor instance stopped; restarting");
-                    self.queue.push_back(j);
-                }
-            }
-        }
+        self.stop_group(&group).await;
         // The group's restart counts once (as OTP counts it), and so does
         // each attempt to start an instance that would not.
         let mut attempt = 0;

@@ -438,6 +438,9 @@ pub struct Deployer {
     last_activation: Option<Activation>,
     /// Whether actor deployments start their instances here.
     hosts_actors: bool,
+    /// Where actor deployments report a broken instance, when supervision
+    /// groups are set ([`Deployer::supervise`]).
+    breaks: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// Audit events of this deployer's runtime, not yet in the trail.
     events: Arc<std::sync::Mutex<Vec<airssys_wasm_runtime::AuditEvent>>>,
 }
@@ -507,6 +510,7 @@ impl Deployer {
             shapes: HashMap::new(),
             last_activation: None,
             hosts_actors: true,
+            breaks: None,
             events,
         };
         this.fail_interrupted()?;
@@ -1589,6 +1593,12 @@ impl Deployer {
             Some(plan) => {
                 let pending = self.decisions.clone();
                 let (name, id) = (record.name.clone(), record.id);
+                let on_break = self.breaks.clone().map(|tx| {
+                    let name = record.name.clone();
+                    std::sync::Arc::new(move || {
+                        let _ = tx.send(name.clone());
+                    }) as std::sync::Arc<dyn Fn() + Send + Sync>
+                });
                 let on_failure = Box::new(move |reason: String| {
                     pending.push(crate::router::Decision {
                         name,
@@ -1599,11 +1609,15 @@ impl Deployer {
                         errors: 0,
                     });
                 });
+                let hooks = crate::actors::Hooks {
+                    on_failure,
+                    on_break,
+                };
                 Some(match from {
                     Some((old, batch)) => {
-                        Actors::roll(old, component.clone(), plan, batch, on_failure).await?
+                        Actors::roll(old, component.clone(), plan, batch, hooks).await?
                     }
-                    None => Actors::start(component.clone(), plan, on_failure).await?,
+                    None => Actors::start(component.clone(), plan, hooks).await?,
                 })
             }
         };
@@ -1652,6 +1666,25 @@ impl Deployer {
             route.start_canary(active, plan)?;
         }
         Ok(route)
+    }
+
+    /// Put actor deployments in supervision groups (see
+    /// [`crate::supervision`]): from now on, a broken instance of a
+    /// deployment in a group is reported to it, and the group restarts or
+    /// fails its siblings by its strategy and intensity. Set it before
+    /// serving (deployments started earlier do not report). Needs a tokio
+    /// runtime.
+    pub fn supervise(&mut self, groups: Vec<crate::GroupSpec>) -> Result<()> {
+        if groups.is_empty() {
+            self.breaks = None;
+            return Ok(());
+        }
+        let tree = crate::supervision::Tree::new(groups)?;
+        self.breaks = Some(crate::supervision::spawn(
+            tree,
+            std::sync::Arc::downgrade(&self.routes),
+        ));
+        Ok(())
     }
 
     /// Whether actor deployments start their instances in this process

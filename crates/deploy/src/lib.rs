@@ -46,6 +46,8 @@ pub use messenger::{MessageCounts, MessageKey};
 mod registry;
 pub mod router;
 pub mod signing;
+pub mod supervision;
+pub use supervision::GroupSpec;
 mod state;
 mod state_dir;
 

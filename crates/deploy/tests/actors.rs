@@ -13,8 +13,8 @@
 use std::time::{Duration, Instant};
 
 use airssys_wasm_deploy::{
-    ActorSpec, ActorStatus, DeploySpec, Deployer, Error, Hosting, Provenance, StateDir, Strategy,
-    Supervision,
+    ActorSpec, ActorStatus, DeploySpec, Deployer, Error, GroupSpec, Hosting, Provenance, StateDir,
+    Strategy, Supervision,
 };
 use airssys_wasm_runtime::{Message, RuntimeConfig};
 use airssys_wasm_test_guests::{ACTOR, FLAKY};
@@ -337,4 +337,115 @@ async fn a_rolling_upgrade_hands_every_waiting_message_over() {
         .unwrap_err();
     assert!(e.to_string().contains("keeps its 4 instance(s)"), "{e}");
     assert_eq!(route.current().unwrap().deployment.version, "0.2.0");
+}
+
+fn group(name: &str, strategy: Supervision, children: &[&str], max_restarts: u32) -> GroupSpec {
+    GroupSpec {
+        name: name.into(),
+        strategy,
+        children: children.iter().map(|c| (*c).to_string()).collect(),
+        max_restarts,
+        restart_window: Duration::from_secs(60),
+    }
+}
+
+/// The in-memory count of each of `names`' (one-instance) actors, counted
+/// once more.
+async fn memories(d: &mut Deployer, names: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in names {
+        let said = ask(d, n, "count").await.unwrap();
+        out.push(said.split(' ').nth(1).unwrap().to_string());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervision_groups_restart_siblings_and_nest() {
+    let (_root, mut d) = open();
+    // pipeline (rest-for-one): a, b, c; top (one-for-all): pipeline, x.
+    // pipeline gives up at its second restart.
+    d.supervise(vec![
+        group("pipeline", Supervision::RestForOne, &["a", "b", "c"], 1),
+        group("top", Supervision::OneForAll, &["pipeline", "x"], 5),
+    ])
+    .unwrap();
+    for name in ["a", "b", "c", "x"] {
+        deploy(&mut d, name, quick(Supervision::OneForOne, 1)).await;
+    }
+    let all = ["a", "b", "c", "x"];
+    assert_eq!(memories(&mut d, &all).await, ["1", "1", "1", "1"]);
+
+    // b breaks: b restarts (its own supervisor), then c (rest-for-one);
+    // a and x keep their memory.
+    assert!(ask(&mut d, "b", "panic").await.is_err());
+    wait_for(&mut d, "c", |s| s.restarts == 1 && s.running == 1).await;
+    wait_for(&mut d, "b", |s| s.restarts == 1 && s.running == 1).await;
+    assert_eq!(memories(&mut d, &all).await, ["2", "1", "1", "2"]);
+
+    // a breaks: pipeline passes its intensity and gives up; top restarts
+    // it whole, and x with it (one-for-all).
+    assert!(ask(&mut d, "a", "panic").await.is_err());
+    wait_for(&mut d, "x", |s| s.restarts == 1 && s.running == 1).await;
+    for name in ["a", "b", "c"] {
+        wait_for(&mut d, name, |s| s.running == 1).await;
+    }
+    assert_eq!(memories(&mut d, &all).await, ["1", "1", "1", "1"]);
+    for name in all {
+        assert_eq!(status(&mut d, name).failed, None, "{name}");
+    }
+
+    // A group tree is checked.
+    let e = d
+        .supervise(vec![
+            group("p", Supervision::OneForAll, &["q"], 1),
+            group("q", Supervision::OneForAll, &["p"], 1),
+        ])
+        .unwrap_err();
+    assert!(e.to_string().contains("is under itself"), "{e}");
+    let e = d
+        .supervise(vec![
+            group("p", Supervision::OneForAll, &["a"], 1),
+            group("q", Supervision::OneForAll, &["a"], 1),
+        ])
+        .unwrap_err();
+    assert!(e.to_string().contains("a child has one supervisor"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_group_that_gives_up_fails_every_deployment_under_it() {
+    let (_root, mut d) = open();
+    d.supervise(vec![group("all", Supervision::OneForOne, &["a", "b"], 0)])
+        .unwrap();
+    deploy(&mut d, "a", quick(Supervision::OneForOne, 1)).await;
+    deploy(&mut d, "b", quick(Supervision::OneForOne, 1)).await;
+    deploy(&mut d, "outside", quick(Supervision::OneForOne, 1)).await;
+    let signal = d.decision_signal();
+    assert!(ask(&mut d, "a", "panic").await.is_err());
+    wait_for(&mut d, "b", |s| s.failed.is_some()).await;
+    tokio::time::timeout(Duration::from_secs(10), signal.wait())
+        .await
+        .unwrap();
+    let mut failed = Vec::new();
+    for _ in 0..100 {
+        failed.extend(d.settle().unwrap());
+        if failed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut names: Vec<&str> = failed.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"]);
+    for r in &failed {
+        let reason = r.reason.as_deref().unwrap();
+        assert!(
+            reason.contains("supervisor `all`: more than 0 restarts within 1m"),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        ask(&mut d, "outside", "count").await.unwrap(),
+        "memory 1 state 1"
+    );
 }

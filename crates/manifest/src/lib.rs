@@ -64,6 +64,11 @@ pub struct Manifest {
     #[serde(default, rename = "component")]
     #[schemars(with = "Vec<Component>")]
     components: Vec<Spanned<Component>>,
+    /// Supervision groups over actor components, one `[[supervisor]]` table
+    /// each.
+    #[serde(default, rename = "supervisor")]
+    #[schemars(with = "Vec<SupervisorEntry>")]
+    supervisors: Vec<Spanned<SupervisorEntry>>,
     /// The directory relative paths are taken from.
     #[serde(skip)]
     base: PathBuf,
@@ -148,6 +153,50 @@ impl ActorEntry {
     pub fn send_timeout(&self) -> Option<Duration> {
         self.send_timeout.as_ref().map(|d| d.0)
     }
+}
+
+/// A supervision group: components hosted as actors (or other groups),
+/// in order, restarted together by a strategy, under an intensity of its
+/// own.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SupervisorEntry {
+    /// Its name (other supervisors name it among their children).
+    #[schemars(with = "String", regex(pattern = r"^[a-z][a-z0-9_-]*$"))]
+    name: Spanned<String>,
+    /// Which children restart when an instance of one breaks:
+    /// `one-for-one` (none besides it), `one-for-all` or `rest-for-one`
+    /// (those after it).
+    strategy: Supervision,
+    /// Its children, in order: names of components with `hosting =
+    /// "actor"`, or of other supervisors.
+    #[schemars(with = "Vec<String>")]
+    children: Vec<Spanned<String>>,
+    /// Restarts allowed within `restart-window` before the group gives up
+    /// (its parent restarts it whole; without a parent, every component
+    /// under it fails) (default 3).
+    #[serde(default)]
+    max_restarts: Option<u32>,
+    /// The window restarts are counted in, with a unit (default `5s`).
+    #[serde(default)]
+    #[schemars(with = "Option<units::DurationSchema>")]
+    restart_window: Option<units::Dur>,
+}
+
+/// A supervision group of a manifest, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Supervisor {
+    /// Its name.
+    pub name: String,
+    /// Which children restart together.
+    pub strategy: Supervision,
+    /// Its children, in order.
+    pub children: Vec<String>,
+    /// Restarts allowed within the window.
+    pub max_restarts: u32,
+    /// The window.
+    pub restart_window: Duration,
 }
 
 /// How a component is hosted.
@@ -511,6 +560,26 @@ impl Manifest {
         Ok(self.resolve(found.get_ref()))
     }
 
+    /// The supervision groups, resolved (defaults filled in).
+    pub fn supervisors(&self) -> Vec<Supervisor> {
+        self.supervisors
+            .iter()
+            .map(|s| {
+                let s = s.get_ref();
+                Supervisor {
+                    name: s.name.get_ref().clone(),
+                    strategy: s.strategy,
+                    children: s.children.iter().map(|c| c.get_ref().clone()).collect(),
+                    max_restarts: s.max_restarts.unwrap_or(3),
+                    restart_window: s
+                        .restart_window
+                        .as_ref()
+                        .map_or(Duration::from_secs(5), |d| d.0),
+                }
+            })
+            .collect()
+    }
+
     /// Every component, resolved.
     pub fn components(&self) -> Vec<Resolved> {
         self.components
@@ -737,6 +806,67 @@ impl Manifest {
                     "limits.max-concurrent",
                     "0 concurrent calls lets nothing run".into(),
                 ));
+            }
+        }
+        self.check_supervisors(&at)
+    }
+
+    /// Each supervisor's children are actor components or supervisors of
+    /// this manifest.
+    fn check_supervisors(
+        &self,
+        at: &dyn Fn(std::ops::Range<usize>, &str, String) -> Error,
+    ) -> Result<(), Error> {
+        let groups: Vec<&str> = self
+            .supervisors
+            .iter()
+            .map(|s| s.get_ref().name.get_ref().as_str())
+            .collect();
+        for s in &self.supervisors {
+            let s = s.get_ref();
+            if !valid_name(s.name.get_ref()) {
+                return Err(at(
+                    s.name.span(),
+                    "name",
+                    format!("`{}` is not a valid name", s.name.get_ref()),
+                ));
+            }
+            if s.children.is_empty() {
+                return Err(at(
+                    s.name.span(),
+                    "children",
+                    "a supervisor needs children".into(),
+                ));
+            }
+            for child in &s.children {
+                let name = child.get_ref();
+                let component = self
+                    .components
+                    .iter()
+                    .map(Spanned::get_ref)
+                    .find(|c| c.name.get_ref() == name);
+                match component {
+                    Some(c) if c.hosting != Hosting::Actor => {
+                        return Err(at(
+                            child.span(),
+                            "children",
+                            format!(
+                                "`{name}` is not hosted as an actor: add hosting = \"actor\" to it"
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None if groups.contains(&name.as_str()) => {}
+                    None => {
+                        return Err(at(
+                            child.span(),
+                            "children",
+                            format!(
+                                "`{name}` is neither a component nor a supervisor of this manifest"
+                            ),
+                        ));
+                    }
+                }
             }
         }
         Ok(())

@@ -208,6 +208,94 @@ fn mistakes_name_the_file_line_and_key() {
 }
 
 #[test]
+fn actors_subscriptions_and_supervisors() {
+    let (_dir, m) = manifest(
+        r#"
+[[component]]
+name = "ledger"
+source = "app.wasm"
+hosting = "actor"
+subscribe = ["orders.*"]
+allow = ["messaging:subscribe:orders.*"]
+
+[component.actor]
+instances = 3
+mailbox = 16
+supervision = "rest-for-one"
+max-restarts = 5
+restart-window = "30s"
+backoff = "50ms"
+send-timeout = "2s"
+
+[[component]]
+name = "audit"
+source = "app.wasm"
+hosting = "actor"
+
+[[supervisor]]
+name = "books"
+strategy = "one-for-all"
+children = ["ledger", "audit"]
+max-restarts = 2
+
+[[supervisor]]
+name = "top"
+strategy = "rest-for-one"
+children = ["books"]
+restart-window = "1m"
+"#,
+    );
+    let m = m.unwrap();
+    let ledger = &m.components()[0];
+    assert_eq!(ledger.hosting, airssys_wasm_manifest::Hosting::Actor);
+    assert_eq!(ledger.subscribe, ["orders.*"]);
+    let actor = ledger.actor.as_ref().unwrap();
+    assert_eq!((actor.instances, actor.mailbox), (Some(3), Some(16)));
+    assert_eq!(
+        actor.supervision,
+        Some(airssys_wasm_manifest::Supervision::RestForOne)
+    );
+    assert_eq!(actor.max_restarts, Some(5));
+    assert_eq!(actor.restart_window(), Some(Duration::from_secs(30)));
+    assert_eq!(actor.backoff(), Some(Duration::from_millis(50)));
+    assert_eq!(actor.send_timeout(), Some(Duration::from_secs(2)));
+    let groups = m.supervisors();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0].name, "books");
+    assert_eq!(groups[0].children, ["ledger", "audit"]);
+    assert_eq!(
+        (groups[0].max_restarts, groups[0].restart_window),
+        (2, Duration::from_secs(5)),
+        "the window's default"
+    );
+    assert_eq!(
+        (groups[1].max_restarts, groups[1].restart_window),
+        (3, Duration::from_secs(60)),
+        "the restarts' default"
+    );
+
+    let head = "[[component]]\nname = \"a\"\nsource = \"app.wasm\"\n";
+    for (tail, wanted) in [
+        (
+            "[[supervisor]]\nname = \"s\"\nstrategy = \"one-for-all\"\nchildren = [\"a\"]\n",
+            ":7:13: `children`: `a` is not hosted as an actor: add hosting = \"actor\" to it",
+        ),
+        (
+            "[[supervisor]]\nname = \"s\"\nstrategy = \"one-for-all\"\nchildren = [\"b\"]\n",
+            "`children`: `b` is neither a component nor a supervisor of this manifest",
+        ),
+        (
+            "[[supervisor]]\nname = \"s\"\nstrategy = \"sideways\"\nchildren = [\"a\"]\n",
+            "unknown variant `sideways`",
+        ),
+        ("hosting = \"forever\"\n", "unknown variant `forever`"),
+    ] {
+        let err = error(&format!("{head}{tail}"));
+        assert!(err.contains(wanted), "{tail}: {err}");
+    }
+}
+
+#[test]
 fn an_unreadable_manifest_names_the_file() {
     let err = Manifest::load(Path::new("/nonexistent/airssys.toml"))
         .unwrap_err()

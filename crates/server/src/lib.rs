@@ -385,6 +385,15 @@ impl std::fmt::Debug for Control {
 }
 
 impl Control {
+    /// Put actor deployments in supervision groups (before they start:
+    /// see [`airssys_wasm_deploy::Deployer::supervise`]).
+    pub async fn supervise(
+        &self,
+        groups: Vec<airssys_wasm_deploy::GroupSpec>,
+    ) -> Result<(), Error> {
+        Ok(self.host.deployer.lock().await.supervise(groups)?)
+    }
+
     /// Publish `bytes` as `name` `version`, unsigned.
     pub async fn publish_unsigned(
         &self,
