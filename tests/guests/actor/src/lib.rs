@@ -89,7 +89,9 @@ impl Handler for Actor {
                 let value = state::get(arg)?.unwrap_or_default();
                 Ok(Message::text(String::from_utf8_lossy(&value).into_owned()))
             }
-            "error" => Err(ComponentError::InvalidInput("actor: asked for an error".to_owned())),
+            "error" => Err(ComponentError::InvalidInput(
+                "actor: asked for an error".to_owned(),
+            )),
             other => Err(ComponentError::InvalidInput(format!(
                 "actor: unknown command `{other}`"
             ))),

@@ -69,7 +69,10 @@ impl Handler for Pinger {
                     messaging::send(target, &msg)?;
                 }
                 messaging::request(target, &msg, WAIT)?;
-                Ok(Message::text(format!("total_ns {}", nanos(start.elapsed()))))
+                Ok(Message::text(format!(
+                    "total_ns {}",
+                    nanos(start.elapsed())
+                )))
             }
             other => Err(ComponentError::InvalidInput(format!(
                 "pinger: unknown command `{other}`"
