@@ -328,6 +328,21 @@ impl Actors {
         mailboxes: Vec<Mailbox>,
         hooks: Hooks,
     ) -> Self {
+        let gates = vec![None; mailboxes.len()];
+        Self::supervise_gated(component, plan, instances, senders, mailboxes, hooks, gates)
+    }
+
+    /// [`Actors::supervise`], each instance waiting at its gate (when
+    /// given) before it takes its mailbox.
+    fn supervise_gated(
+        component: ComponentPre,
+        plan: ActorPlan,
+        instances: Vec<ActorInstance>,
+        senders: Vec<mpsc::Sender<Letter>>,
+        mailboxes: Vec<Mailbox>,
+        hooks: Hooks,
+        gates: Vec<Option<watch::Receiver<bool>>>,
+    ) -> Self {
         let stats = Arc::new(Stats::default());
         let (stop, stop_asked) = mpsc::channel(1);
         let supervisor = Supervisor {
@@ -338,6 +353,7 @@ impl Actors {
             mailboxes: mailboxes.clone(),
             stops: Vec::new(),
             released: vec![false; mailboxes.len()],
+            gates,
             tasks: JoinSet::new(),
             index: HashMap::new(),
             window: VecDeque::new(),
@@ -359,21 +375,25 @@ impl Actors {
         }
     }
 
-    /// Replace `old`'s instances with instances of `component`, `batch` at
-    /// a time, keeping its mailboxes: every new instance is started (its
-    /// `init`) and reports itself healthy, batch by batch, before any
-    /// takes a message, so a failure leaves `old` serving untouched; then,
-    /// batch by batch, each old instance finishes the message in hand,
-    /// runs `shutdown` and hands its mailbox, with the messages waiting in
-    /// it, to its successor. No accepted message is lost or reordered.
+    /// Prepare to replace `old`'s instances with instances of `component`,
+    /// `batch` at a time, keeping its mailboxes: every new instance is
+    /// started (its `init`) and reports itself healthy, batch by batch;
+    /// none takes a message until [`Rolling::hand_over`] (a failure here,
+    /// or dropping the [`Rolling`], leaves `old` serving untouched).
     pub(crate) async fn roll(
         old: &Actors,
         component: ComponentPre,
         plan: ActorPlan,
         batch: usize,
         hooks: Hooks,
-    ) -> Result<Self> {
+    ) -> Result<(Self, Rolling)> {
         let o = &old.inner;
+        if let Some(why) = o.stats.failed() {
+            return Err(Error::Invalid(format!(
+                "rolling: {} is not running ({why}); use the immediate strategy",
+                o.name
+            )));
+        }
         if (plan.instances, plan.mailbox) != (o.plan.instances, o.plan.mailbox) {
             return Err(Error::Invalid(format!(
                 "rolling: {} keeps its {} instance(s) with mailboxes of {} (the new spec asks {} of {}); use the immediate strategy to change them",
@@ -415,20 +435,28 @@ impl Actors {
                 }
             }
         }
-        // Each new instance waits for its mailbox until the old one lets go.
-        let new = Self::supervise(
+        // Each new instance waits at its gate until its batch is handed
+        // over (it does not queue for the mailbox before: the old
+        // supervisor may still need it).
+        let (opens, gates): (Vec<_>, Vec<_>) =
+            (0..plan.instances).map(|_| watch::channel(false)).unzip();
+        let new = Self::supervise_gated(
             component,
             plan,
             fresh,
             o.senders.clone(),
             o.mailboxes.clone(),
             hooks,
+            gates.into_iter().map(Some).collect(),
         );
-        for chunk in (0..o.plan.instances).collect::<Vec<_>>().chunks(batch) {
-            old.command(|done| Command::Release(chunk.to_vec(), done))
-                .await;
-        }
-        Ok(new)
+        Ok((
+            new,
+            Rolling {
+                old: old.clone(),
+                opens,
+                batch,
+            },
+        ))
     }
 
     async fn command(&self, command: impl FnOnce(oneshot::Sender<()>) -> Command) {
@@ -580,6 +608,34 @@ enum Exit {
     Broken(String),
 }
 
+/// A rolling upgrade prepared by [`Actors::roll`]: the new instances
+/// started and healthy, waiting. Dropping it gives the upgrade up (the new
+/// instances stop; the old ones never stopped serving).
+pub(crate) struct Rolling {
+    old: Actors,
+    /// One per position: opened when its mailbox is handed over.
+    opens: Vec<watch::Sender<bool>>,
+    batch: usize,
+}
+
+impl Rolling {
+    /// Hand the mailboxes over, batch by batch: each old instance finishes
+    /// the message in hand, runs `shutdown` and lets go of its mailbox,
+    /// with the messages waiting in it, then its successor takes it. No
+    /// accepted message is lost or reordered.
+    pub(crate) async fn hand_over(self) {
+        let positions: Vec<usize> = (0..self.opens.len()).collect();
+        for chunk in positions.chunks(self.batch) {
+            self.old
+                .command(|done| Command::Release(chunk.to_vec(), done))
+                .await;
+            for &j in chunk {
+                let _ = self.opens[j].send(true);
+            }
+        }
+    }
+}
+
 /// What a supervisor is asked to do besides supervising.
 enum Command {
     /// Stop every instance and close the mailboxes ([`Actors::stop`]).
@@ -604,6 +660,9 @@ struct Supervisor {
     stops: Vec<Option<watch::Sender<bool>>>,
     /// Positions handed to a successor: never restarted.
     released: Vec<bool>,
+    /// Positions whose instances wait to be handed their mailbox (a rolling
+    /// upgrade's successors).
+    gates: Vec<Option<watch::Receiver<bool>>>,
     tasks: JoinSet<Exit>,
     /// The position of each task.
     index: HashMap<tokio::task::Id, usize>,
@@ -643,19 +702,12 @@ impl Supervisor {
                             .filter(|&j| !self.released[j])
                             .collect();
                         self.stop_group(&all).await;
-                        for j in all {
-                            match self.component.start_instance().await {
-                                Ok(instance) => {
-                                    self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                                    self.spawn(j, instance);
-                                }
-                                Err(e) => {
-                                    tracing::warn!(component = %self.component.name(), instance = j, error = %e, "actor instance did not start");
-                                    self.queue.push_back(j);
-                                }
-                            }
-                        }
+                        let started = self.start_again(&all).await;
                         let _ = done.send(());
+                        if let Err(reason) = started {
+                            self.fail(reason).await;
+                            return;
+                        }
                         None
                     }
                     Command::Fail(reason, done) => {
@@ -708,6 +760,7 @@ impl Supervisor {
         let handle = self.tasks.spawn(serve(
             instance,
             self.mailboxes[i].clone(),
+            self.gates[i].clone(),
             stopped,
             self.stats.clone(),
         ));
@@ -722,6 +775,37 @@ impl Supervisor {
             self.released[j] = true;
         }
         self.stop_group(positions).await;
+    }
+
+    /// Start the instances at `positions` again, for a supervision group
+    /// (not counted against this deployment's intensity): an instance that
+    /// does not start is tried again after the backoff, up to
+    /// `max_restarts` times, then the deployment fails (the reason).
+    async fn start_again(&mut self, positions: &[usize]) -> std::result::Result<(), String> {
+        for &j in positions {
+            let mut tries = 0;
+            loop {
+                match self.component.start_instance().await {
+                    Ok(instance) => {
+                        self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                        self.spawn(j, instance);
+                        break;
+                    }
+                    Err(e) if tries >= self.plan.max_restarts => {
+                        return Err(format!(
+                            "instance {j} did not start again after its supervision group restarted it: {e}"
+                        ));
+                    }
+                    Err(e) => {
+                        tries += 1;
+                        tracing::warn!(component = %self.component.name(), instance = j, error = %e, "actor instance did not start");
+                        tokio::time::sleep(self.plan.backoff.saturating_mul(1 << tries.min(16)))
+                            .await;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Stop the instances at `positions` (each after the message in hand)
@@ -871,6 +955,8 @@ impl Supervisor {
                 }));
             }
         }
+        // Senders waiting for room find the mailboxes closed.
+        self.stats.room.notify_waiters();
     }
 }
 
@@ -879,9 +965,23 @@ impl Supervisor {
 async fn serve(
     mut instance: ActorInstance,
     mailbox: Mailbox,
+    gate: Option<watch::Receiver<bool>>,
     mut stop: watch::Receiver<bool>,
     stats: Arc<Stats>,
 ) -> Exit {
+    // A successor waits until its mailbox is handed over; a rolling
+    // upgrade given up (its gate dropped) stops it.
+    if let Some(mut gate) = gate {
+        let opened = tokio::select! {
+            biased;
+            _ = stop.changed() => false,
+            r = gate.wait_for(|open| *open) => r.is_ok(),
+        };
+        if !opened {
+            instance.stop().await;
+            return Exit::Stopped;
+        }
+    }
     // The mailbox may still be held by the instance this one succeeds.
     let mut rx = tokio::select! {
         biased;
@@ -896,15 +996,16 @@ async fn serve(
         let letter = tokio::select! {
             biased;
             _ = stop.changed() => {
-                drop(rx);
+                // `shutdown` runs before a successor gets the mailbox.
                 instance.stop().await;
+                drop(rx);
                 return Exit::Stopped;
             }
             l = rx.recv() => l,
         };
         let Some(letter) = letter else {
-            drop(rx);
             instance.stop().await;
+            drop(rx);
             return Exit::Closed;
         };
         stats.room.notify_waiters();

@@ -804,7 +804,7 @@ impl Deployer {
             // Actor instances start (and run `init`) before the switch: one
             // that does not start fails the deployment, not its calls.
             let record = read(self.registry.conn(), id)?;
-            let ready = match strategy {
+            let (ready, rolling) = match strategy {
                 Strategy::Rolling { batch } => {
                     let old = route.current().and_then(|a| a.actors).ok_or_else(|| {
                         Error::Invalid(format!(
@@ -815,7 +815,7 @@ impl Deployer {
                     self.ready_with(record, component.clone(), Some((&old, *batch as usize)))
                         .await?
                 }
-                _ => self.ready(record, component.clone()).await?,
+                _ => (self.ready(record, component.clone()).await?, None),
             };
             if let Strategy::BlueGreen = strategy {
                 match component.health().await {
@@ -853,6 +853,10 @@ impl Deployer {
                 Some(ready.with_record(record.clone())),
                 matches!(strategy, Strategy::BlueGreen),
             );
+            // Committed: the old instances hand their mailboxes over.
+            if let Some(rolling) = rolling {
+                rolling.hand_over().await;
+            }
             self.last_activation = Some(Activation {
                 commit: committed - start,
                 swap: committed.elapsed(),
@@ -1570,7 +1574,7 @@ impl Deployer {
     /// instances started (each runs `init`) under their supervisor, which
     /// reports a failure to be persisted by [`Deployer::settle`].
     async fn ready(&mut self, record: Deployment, component: ComponentPre) -> Result<Active> {
-        self.ready_with(record, component, None).await
+        Ok(self.ready_with(record, component, None).await?.0)
     }
 
     /// [`Deployer::ready`], the instances taking over `from`'s mailboxes
@@ -1580,8 +1584,9 @@ impl Deployer {
         record: Deployment,
         component: ComponentPre,
         from: Option<(&Actors, usize)>,
-    ) -> Result<Active> {
+    ) -> Result<(Active, Option<crate::actors::Rolling>)> {
         let plan = record.spec.actor_plan()?;
+        let mut rolling = None;
         if from.is_some() && plan.is_none() {
             return Err(Error::Invalid(format!(
                 "rolling needs the new version hosted as an actor too (`hosting: actor`); {} {} is per-call",
@@ -1615,17 +1620,23 @@ impl Deployer {
                 };
                 Some(match from {
                     Some((old, batch)) => {
-                        Actors::roll(old, component.clone(), plan, batch, hooks).await?
+                        let (new, r) =
+                            Actors::roll(old, component.clone(), plan, batch, hooks).await?;
+                        rolling = Some(r);
+                        new
                     }
                     None => Actors::start(component.clone(), plan, hooks).await?,
                 })
             }
         };
-        Ok(Active {
-            deployment: Arc::new(record),
-            component,
-            actors,
-        })
+        Ok((
+            Active {
+                deployment: Arc::new(record),
+                component,
+                actors,
+            },
+            rolling,
+        ))
     }
 
     /// The counts of messages between this deployer's components (a
@@ -1671,9 +1682,9 @@ impl Deployer {
     /// Put actor deployments in supervision groups (see
     /// [`crate::supervision`]): from now on, a broken instance of a
     /// deployment in a group is reported to it, and the group restarts or
-    /// fails its siblings by its strategy and intensity. Set it before
-    /// serving (deployments started earlier do not report). Needs a tokio
-    /// runtime.
+    /// fails its siblings by its strategy and intensity. Set it once,
+    /// before serving: deployments started earlier report to the groups
+    /// set before them. Needs a tokio runtime.
     pub fn supervise(&mut self, groups: Vec<crate::GroupSpec>) -> Result<()> {
         if groups.is_empty() {
             self.breaks = None;

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{RwLock, Weak};
 
-use airssys_wasm_runtime::{ComponentError, Delivered, Delivery, Envelope, Messenger};
+use airssys_wasm_runtime::{
+    ComponentError, Delivered, Delivery, Envelope, Messenger, describe_component_error,
+};
 
 use crate::router::Route;
 
@@ -79,17 +81,21 @@ impl Messenger for RouteMessenger {
         );
         Box::pin(async move {
             let r = deliver(route, envelope).await;
-            let outcome = match &r {
-                Ok(_) => "ok",
-                Err(ComponentError::NotFound(_)) => "not-found",
-                Err(ComponentError::Timeout(_)) => "timeout",
-                Err(ComponentError::Unavailable(_)) => "unavailable",
-                Err(ComponentError::Failed(_)) => "failed",
-                Err(_) => "refused",
-            };
-            counts.count((key.0, key.1, key.2, outcome));
+            counts.count((key.0, key.1, key.2, outcome(&r)));
             r
         })
+    }
+}
+
+/// How a delivery ended, as counted: `ok` or the error's case.
+fn outcome<T>(r: &Result<T, ComponentError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(ComponentError::NotFound(_)) => "not-found",
+        Err(ComponentError::Timeout(_)) => "timeout",
+        Err(ComponentError::Unavailable(_)) => "unavailable",
+        Err(ComponentError::Failed(_)) => "failed",
+        Err(_) => "refused",
     }
 }
 
@@ -119,6 +125,11 @@ impl RouteMessenger {
             .unwrap_or_default();
         let counts = self.counts.clone();
         Box::pin(async move {
+            if subscribers.is_empty() {
+                // Counted by topic, so a publish nobody hears shows.
+                counts.count((envelope.from.clone(), topic, "publish", "no-subscribers"));
+                return Ok(None);
+            }
             let mut refused = Vec::new();
             for (name, route) in subscribers {
                 let mut message = envelope.message.clone();
@@ -126,14 +137,13 @@ impl RouteMessenger {
                 message
                     .headers
                     .push((TOPIC_HEADER.to_string(), topic.clone()));
-                let r = route.send(message, None).await;
-                let outcome = match &r {
-                    Ok(()) => "ok",
-                    Err(_) => "unavailable",
-                };
-                counts.count((envelope.from.clone(), name.clone(), "publish", outcome));
+                let r = route
+                    .send(message, None)
+                    .await
+                    .map_err(|e| as_component_error(&name, e));
+                counts.count((envelope.from.clone(), name.clone(), "publish", outcome(&r)));
                 if let Err(e) = r {
-                    refused.push(format!("`{name}`: {e}"));
+                    refused.push(format!("`{name}`: {}", describe_component_error(&e)));
                 }
             }
             if refused.is_empty() {

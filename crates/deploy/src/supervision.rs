@@ -63,6 +63,11 @@ impl Tree {
             }
             for child in &spec.children {
                 if let Some(other) = parent.insert(child.clone(), spec.name.clone()) {
+                    if other == spec.name {
+                        return Err(Error::Invalid(format!(
+                            "supervisor `{other}` names `{child}` twice"
+                        )));
+                    }
                     return Err(Error::Invalid(format!(
                         "`{child}` is a child of both supervisor `{other}` and supervisor `{}`; a child has one supervisor",
                         spec.name

@@ -838,6 +838,20 @@ impl Manifest {
                     "a supervisor needs children".into(),
                 ));
             }
+            if self
+                .components
+                .iter()
+                .any(|c| c.get_ref().name.get_ref() == s.name.get_ref())
+            {
+                return Err(at(
+                    s.name.span(),
+                    "name",
+                    format!(
+                        "`{}` is also a component's name: give the supervisor its own",
+                        s.name.get_ref()
+                    ),
+                ));
+            }
             for child in &s.children {
                 let name = child.get_ref();
                 let component = self

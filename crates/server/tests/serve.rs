@@ -568,7 +568,7 @@ async fn bad_requests_get_a_clear_4xx_and_the_host_serves_on() {
     // Its send and its publish went through the host, and are counted.
     for line in [
         r#"airssys_messages_total{from="bad",to="other",delivery="send",outcome="not-found"} 1"#,
-        r#"airssys_messages_total{from="bad",to="news",delivery="publish",outcome="unavailable"} 1"#,
+        r#"airssys_messages_total{from="bad",to="news",delivery="publish",outcome="no-subscribers"} 1"#,
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
     }
