@@ -66,6 +66,11 @@ const GUESTS: &[Guest] = &[
         doc: "`tests/guests/pinger`: an SDK component that times messages to another component from the inside (`ping N TARGET`: N requests, their p50 and p99; `fan N TARGET`: N sends and a request, their total); for the actor benchmark.",
     },
     Guest {
+        constant: "LEGACY",
+        file: "legacy.wasm",
+        doc: "`tests/guests/legacy`: a component built with wit-bindgen against the contract as shipped at 0.1.0 (`wit/0.1.0`): `ask TARGET REST` requests of TARGET and answers its answer or `error: <case>: <detail>`; anything else is echoed.",
+    },
+    Guest {
         constant: "FLAKY",
         file: "flaky.wasm",
         doc: "`tests/guests/flaky`: an SDK component that keeps no state and answers `ok`, fails when config `fail-calls` is `true`, and waits config `delay-ms` first; for canary tests.",

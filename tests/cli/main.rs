@@ -215,7 +215,7 @@ fn inspect_shows_digest_world_metadata_and_wit() {
     assert!(text.contains("world:        airssys:component"), "{text}");
     assert!(text.contains("name:         echo"), "{text}");
     assert!(
-        text.contains("export airssys:component/handler@0.1.0;"),
+        text.contains("export airssys:component/handler@0.2.0;"),
         "{text}"
     );
 

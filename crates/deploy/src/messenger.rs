@@ -95,6 +95,8 @@ fn outcome<T>(r: &Result<T, ComponentError>) -> &'static str {
         Err(ComponentError::Timeout(_)) => "timeout",
         Err(ComponentError::Unavailable(_)) => "unavailable",
         Err(ComponentError::Failed(_)) => "failed",
+        Err(ComponentError::Cycle(_)) => "cycle",
+        Err(ComponentError::MailboxFull(_)) => "mailbox-full",
         Err(_) => "refused",
     }
 }
@@ -184,8 +186,8 @@ async fn deliver(
     // A component that keeps state runs one call at a time: a message back
     // to one waiting in this chain would wait for itself.
     if envelope.chain.contains(&target) && route.current().is_some_and(|a| a.serial()) {
-        return Err(ComponentError::Unavailable(format!(
-            "cycle: {} -> {target}, which handles one call at a time and waits in this chain",
+        return Err(ComponentError::Cycle(format!(
+            "{} -> {target}, which handles one message at a time and waits in this chain",
             envelope.chain.join(" -> ")
         )));
     }
@@ -220,10 +222,7 @@ fn as_component_error(target: &str, e: crate::Error) -> ComponentError {
         crate::Error::Component(R::Overloaded { reason, .. }) => {
             ComponentError::Unavailable(format!("`{target}` is overloaded: {reason}"))
         }
-        // Typed cases of their own once the contract has them (0.2.0).
-        e @ crate::Error::MailboxFull { .. } => {
-            ComponentError::Unavailable(format!("mailbox full: {e}"))
-        }
+        e @ crate::Error::MailboxFull { .. } => ComponentError::MailboxFull(e.to_string()),
         e @ crate::Error::ActorsFailed { .. } => ComponentError::Unavailable(e.to_string()),
         e => ComponentError::Failed(format!("`{target}` failed: {e}")),
     }

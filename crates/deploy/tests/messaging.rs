@@ -10,7 +10,7 @@
 
 use airssys_wasm_deploy::{DeploySpec, Deployer, Provenance, StateDir};
 use airssys_wasm_runtime::{ComponentError, Message, RuntimeConfig};
-use airssys_wasm_test_guests::{ACTOR, ECHO, FLAKY, MISBEHAVE, RELAY};
+use airssys_wasm_test_guests::{ACTOR, ECHO, FLAKY, LEGACY, MISBEHAVE, RELAY};
 
 /// A deployer over a fresh directory.
 fn open() -> (tempfile::TempDir, Deployer) {
@@ -127,12 +127,15 @@ async fn requests_go_through_the_host_over_hops_and_fail_each_in_its_own_way() {
     assert!(why.contains("`slow` did not answer within 300ms"), "{why}");
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     // Back to a component that keeps state and waits in the chain: a
-    // cycle, refused at once instead of waiting for itself.
-    let Err(ComponentError::Unavailable(why)) = ask(&mut d, "a", "relay b relay a echo").await
-    else {
+    // cycle, refused at once instead of waiting for itself, as the typed
+    // `cycle` (which each relay hands back as its own).
+    let Err(ComponentError::Cycle(why)) = ask(&mut d, "a", "relay b relay a echo").await else {
         panic!("a cycle is not refused");
     };
-    assert!(why.contains("cycle: a -> b -> a"), "{why}");
+    assert!(
+        why.contains("a -> b -> a, which handles one message at a time"),
+        "{why}"
+    );
     // Each delivery counted, by sender, target, delivery and outcome.
     let counts = d.message_counts().snapshot();
     let count = |from: &str, to: &str, outcome: &str| {
@@ -146,7 +149,7 @@ async fn requests_go_through_the_host_over_hops_and_fail_each_in_its_own_way() {
     assert_eq!(count("a", "echo", "ok"), 1, "{counts:?}");
     assert_eq!(count("a", "nobody", "not-found"), 1, "{counts:?}");
     assert_eq!(count("a", "slow", "timeout"), 1, "{counts:?}");
-    assert_eq!(count("b", "a", "unavailable"), 1, "{counts:?}");
+    assert_eq!(count("b", "a", "cycle"), 1, "{counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +162,7 @@ async fn a_chain_stops_at_the_hop_limit_and_grants_are_checked_first() {
     // Seven hops reach echo; the eighth is refused.
     let seven: String = (2..=8).map(|i| format!("relay m{i} ")).collect();
     let answer = ask(&mut d, "m1", &format!("{seven}relay echo x")).await;
-    let Err(ComponentError::Unavailable(why)) = answer else {
+    let Err(ComponentError::Cycle(why)) = answer else {
         panic!("8 components and echo passed: {answer:?}");
     };
     assert!(
@@ -362,4 +365,19 @@ async fn every_messaging_denial_is_typed_and_audited() {
         });
         assert!(found, "no denial of {capability} in {trail:#?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_0_1_0_component_gets_the_new_errors_as_cases_it_knows() {
+    let (_root, mut d) = open();
+    relay(&mut d, "a", &[]).await;
+    deploy(&mut d, "old", LEGACY, &["messaging:request:*"], &[]).await;
+    // a asks old, which asks a back: a cycle, which a 0.1.0 component
+    // knows as `unavailable`, its text kept.
+    assert_eq!(
+        ask(&mut d, "a", "relay old ask a count").await.unwrap(),
+        "old said: error: unavailable: cycle: a -> old -> a, which handles one message at a time and waits in this chain"
+    );
+    // And what goes well goes as before.
+    assert_eq!(ask(&mut d, "old", "ask a count").await.unwrap(), "1");
 }

@@ -193,7 +193,7 @@ impl Raw {
             .ok();
         let pre = linker.instantiate_pre(&component).unwrap();
         let handler = component
-            .get_export_index(None, "airssys:component/handler@0.1.0")
+            .get_export_index(None, "airssys:component/handler@0.2.0")
             .unwrap();
         let execute = component
             .get_export_index(Some(&handler), "execute")

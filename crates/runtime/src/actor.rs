@@ -16,14 +16,12 @@
 use std::time::Instant;
 
 use wasmtime::Store;
-use wasmtime::component::TypedFunc;
+use wasmtime::component::{ComponentExportIndex, TypedFunc};
 
 use crate::host::HostCtx;
 use crate::output::OutputCapture;
 use crate::prepared::{Kind, Stdio};
 use crate::{CallOutput, ComponentError, ComponentPre, Error, HealthStatus, Message, Result};
-
-type Execute = TypedFunc<(Message,), (Result<Message, ComponentError>,)>;
 
 /// One long-lived instance of a component: started with `init`, called
 /// one message at a time, stopped with `shutdown`. Owned by the task that
@@ -31,9 +29,12 @@ type Execute = TypedFunc<(Message,), (Result<Message, ComponentError>,)>;
 pub struct ActorInstance {
     pre: ComponentPre,
     store: Store<HostCtx>,
-    execute: Execute,
+    instance: wasmtime::component::Instance,
+    /// The contract it was built against, and its exports.
+    contract: crate::contract::Version,
+    execute: ComponentExportIndex,
+    health: Option<ComponentExportIndex>,
     shutdown: Option<TypedFunc<(), ()>>,
-    health: Option<TypedFunc<(), (HealthStatus,)>>,
     output: (Option<OutputCapture>, Option<OutputCapture>),
     broken: Option<String>,
     handled: u64,
@@ -62,6 +63,7 @@ impl ComponentPre {
         let shutdown_idx = lifecycle.as_ref().and_then(|l| l.shutdown);
         let health_idx = lifecycle.as_ref().map(|l| l.health);
         let config = self.inner.shared.config.clone();
+        let v = self.contract();
         let _state_turn = self.state_turn().await?;
         let start = Instant::now();
         let (mut store, stdout, stderr) = self.new_store(Stdio::Capture)?;
@@ -77,12 +79,7 @@ impl ComponentPre {
                     store.data_mut().instantiated = Some(Instant::now());
                     let init = match init_idx {
                         Some(idx) => {
-                            let f = instance
-                                .get_typed_func::<(Vec<(String, String)>,), (Result<(), ComponentError>,)>(
-                                    &mut *store,
-                                    &idx,
-                                )?;
-                            f.call_async(&mut *store, (config,)).await?.0
+                            crate::contract::init(v, store, &instance, &idx, config).await?
                         }
                         None => Ok(()),
                     };
@@ -102,26 +99,18 @@ impl ComponentPre {
             context: "looking up its exports".into(),
             source: anyhow::anyhow!(e),
         };
-        let execute = instance
-            .get_typed_func::<(Message,), (Result<Message, ComponentError>,)>(
-                &mut store,
-                &execute_idx,
-            )
-            .map_err(host)?;
         let shutdown = shutdown_idx
             .map(|idx| instance.get_typed_func::<(), ()>(&mut store, &idx))
-            .transpose()
-            .map_err(host)?;
-        let health = health_idx
-            .map(|idx| instance.get_typed_func::<(), (HealthStatus,)>(&mut store, &idx))
             .transpose()
             .map_err(host)?;
         Ok(ActorInstance {
             pre: self.clone(),
             store,
-            execute,
+            instance,
+            contract: v,
+            execute: execute_idx,
+            health: health_idx,
             shutdown,
-            health,
             output: (stdout, stderr),
             broken: None,
             handled: 0,
@@ -180,14 +169,16 @@ impl ActorInstance {
         ctx.next_call(limits.timeout_at());
         ctx.instantiated = Some(start);
         ctx.chain = crate::messaging::chain_of(&input.headers);
-        let execute = self.execute;
+        let (v, instance, execute) = (self.contract, self.instance, self.execute);
         let out = pre
             .run_on(
                 &mut self.store,
                 (&self.output.0, &self.output.1),
                 start,
                 Result::is_ok,
-                async move |store| Ok(execute.call_async(&mut *store, (input,)).await?.0),
+                async move |store| {
+                    crate::contract::execute(v, store, &instance, &execute, input).await
+                },
             )
             .await
             .inspect_err(|e| {
@@ -208,6 +199,7 @@ impl ActorInstance {
         let Some(health) = self.health else {
             return Ok(HealthStatus::Healthy);
         };
+        let (v, instance) = (self.contract, self.instance);
         let pre = self.pre.clone();
         self.store.data_mut().next_call(pre.limits().timeout_at());
         let out = pre
@@ -216,7 +208,7 @@ impl ActorInstance {
                 (&self.output.0, &self.output.1),
                 Instant::now(),
                 |_| true,
-                async move |store| Ok(health.call_async(&mut *store, ()).await?.0),
+                async move |store| crate::contract::health(v, store, &instance, &health).await,
             )
             .await
             .inspect_err(|e| self.broken = Some(e.to_string()))?;

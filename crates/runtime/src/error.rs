@@ -309,6 +309,9 @@ pub fn describe_component_error(e: &ComponentError) -> String {
             ComponentError::Timeout(m) => format!("timeout: {m}"),
             ComponentError::Unsupported(m) => format!("unsupported: {m}"),
             ComponentError::Failed(m) => format!("failed: {m}"),
+            ComponentError::Cycle(m) => format!("cycle: {m}"),
+            ComponentError::MailboxFull(m) => format!("mailbox full: {m}"),
+            ComponentError::QuotaExceeded(m) => format!("quota exceeded: {m}"),
         }
     }
 }

@@ -523,12 +523,12 @@ impl StateInner {
         let new_total = self.bytes - old + key.len() + value.len();
         if new_total > quota {
             return Err(KvError::Other(format!(
-                "state quota of {quota} bytes exceeded (would hold {new_total} bytes)"
+                "{QUOTA}state quota of {quota} bytes exceeded (would hold {new_total} bytes)"
             )));
         }
         if is_new && self.keys >= limits.state_keys {
             return Err(KvError::Other(format!(
-                "state quota of {} keys reached; delete keys before adding new ones",
+                "{QUOTA}state quota of {} keys reached; delete keys before adding new ones",
                 limits.state_keys
             )));
         }
@@ -697,7 +697,7 @@ impl crate::bindings::wasi::keyvalue::store::Host for HostCtx {
             let inner = self.shared.state.lock();
             if !inner.buckets.contains_key(&identifier) && inner.buckets.len() >= MAX_BUCKETS {
                 return Ok(Err(KvError::Other(format!(
-                    "at most {MAX_BUCKETS} buckets per component"
+                    "{QUOTA}at most {MAX_BUCKETS} buckets per component"
                 ))));
             }
         }
@@ -892,6 +892,10 @@ impl crate::bindings::wasi::keyvalue::batch::Host for HostCtx {
     }
 }
 
+/// How a quota's refusal starts: the SDK turns a state error that starts
+/// so into the typed `quota-exceeded` (`crates/sdk/src/state.rs`).
+const QUOTA: &str = "quota exceeded: ";
+
 const NO_REGISTRY: &str = "messaging needs a host with a component registry (`airssys-wasm serve`); this host runs one component";
 
 impl HostCtx {
@@ -943,7 +947,7 @@ impl HostCtx {
         let mut chain = self.chain.clone();
         chain.push(sender.clone());
         if chain.len() >= crate::HOP_LIMIT {
-            return Err(ComponentError::Unavailable(format!(
+            return Err(ComponentError::Cycle(format!(
                 "hop limit: a message passes {} components at most ({} -> {target})",
                 crate::HOP_LIMIT,
                 chain.join(" -> ")
@@ -1035,7 +1039,7 @@ mod tests {
         };
         assert_eq!(
             why,
-            "state quota of 2 keys reached; delete keys before adding new ones"
+            "quota exceeded: state quota of 2 keys reached; delete keys before adding new ones"
         );
         s.insert_within_quota(&limits, "b", "one".into(), b"11".to_vec())
             .unwrap();

@@ -38,6 +38,7 @@ mod audit;
 mod cache;
 mod component;
 mod config;
+mod contract;
 mod dynamic;
 mod error;
 mod host;

@@ -18,6 +18,7 @@ use crate::bindings::airssys::component::types::{
     ComponentError, ComponentMetadata, HealthStatus, Message,
 };
 use crate::component::{Compiled, ComponentInfo, WorldKind};
+use crate::contract;
 use crate::error::{Error, Observed, Result, classify};
 use crate::host::{HostCtx, LogRecord, Shared};
 use crate::output::OutputCapture;
@@ -300,6 +301,13 @@ impl ComponentPre {
         &self.inner.compiled.info
     }
 
+    /// The version of our contract the component was built against (the
+    /// current one for components of other worlds, which do not use it).
+    pub(crate) fn contract(&self) -> contract::Version {
+        crate::component::handler_export(&self.inner.compiled.info.exports)
+            .map_or(contract::Version::V2, contract::Version::of_export)
+    }
+
     /// The name used in errors and logs.
     pub fn name(&self) -> &str {
         &self.inner.shared.name
@@ -363,19 +371,13 @@ impl ComponentPre {
             return Ok(());
         };
         let (metadata_idx, init_idx) = (l.metadata, l.init);
+        let v = self.contract();
         let config = self.inner.shared.config.clone();
         let keep = |r: &(ComponentMetadata, Result<(), ComponentError>)| r.1.is_ok();
         let (metadata, init) = self
             .with_instance(keep, async move |store, instance| {
-                let f = instance
-                    .get_typed_func::<(), (ComponentMetadata,)>(&mut *store, &metadata_idx)?;
-                let (metadata,) = f.call_async(&mut *store, ()).await?;
-                let f = instance
-                    .get_typed_func::<(Vec<(String, String)>,), (Result<(), ComponentError>,)>(
-                        &mut *store,
-                        &init_idx,
-                    )?;
-                let (init,) = f.call_async(&mut *store, (config,)).await?;
+                let metadata = contract::metadata(v, store, instance, &metadata_idx).await?;
+                let init = contract::init(v, store, instance, &init_idx, config).await?;
                 Ok((metadata, init))
             })
             .await?
@@ -433,16 +435,12 @@ impl ComponentPre {
             return Err(self.not_a_handler());
         };
         let idx = *execute;
+        let v = self.contract();
         let out = self
             .with_instance(Result::is_ok, async move |store, instance| {
                 // Messages this call sends carry the chain it came through.
                 store.data_mut().chain = crate::messaging::chain_of(&input.headers);
-                let f = instance.get_typed_func::<(Message,), (Result<Message, ComponentError>,)>(
-                    &mut *store,
-                    &idx,
-                )?;
-                let (r,) = f.call_async(&mut *store, (input,)).await?;
-                Ok(r)
+                contract::execute(v, store, instance, &idx, input).await
             })
             .await?;
         out.answered(self.name())
@@ -457,13 +455,11 @@ impl ComponentPre {
             return Err(self.not_a_handler());
         };
         let idx = l.health;
+        let v = self.contract();
         Ok(self
             .with_instance(
                 |_| true,
-                async move |store, instance| {
-                    let f = instance.get_typed_func::<(), (HealthStatus,)>(&mut *store, &idx)?;
-                    Ok(f.call_async(&mut *store, ()).await?.0)
-                },
+                async move |store, instance| contract::health(v, store, instance, &idx).await,
             )
             .await?
             .value)
@@ -484,14 +480,11 @@ impl ComponentPre {
             return Ok(());
         };
         let idx = *idx;
+        let v = self.contract();
         let from = from_version.to_string();
         let out = self
             .with_instance(Result::is_ok, async move |store, instance| {
-                let f = instance.get_typed_func::<(String,), (Result<(), ComponentError>,)>(
-                    &mut *store,
-                    &idx,
-                )?;
-                Ok(f.call_async(&mut *store, (from,)).await?.0)
+                contract::migrate(v, store, instance, &idx, from).await
             })
             .await?;
         out.value.map_err(|error| Error::Guest {
@@ -509,14 +502,11 @@ impl ComponentPre {
             return Err(self.not_a_handler());
         };
         let idx = l.metadata;
+        let v = self.contract();
         Ok(self
             .with_instance(
                 |_| true,
-                async move |store, instance| {
-                    let f =
-                        instance.get_typed_func::<(), (ComponentMetadata,)>(&mut *store, &idx)?;
-                    Ok(f.call_async(&mut *store, ()).await?.0)
-                },
+                async move |store, instance| contract::metadata(v, store, instance, &idx).await,
             )
             .await?
             .value)

@@ -389,6 +389,7 @@ fn build_linker(engine: &Engine, providers: &[crate::Provider]) -> Result<Linker
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wrap)?;
     crate::bindings::Component::add_to_linker::<HostCtx, HasSelf<HostCtx>>(&mut linker, |c| c)
         .map_err(wrap)?;
+    crate::contract::add_to_linker(&mut linker).map_err(wrap)?;
     for p in providers {
         p.0.link(&mut linker).map_err(|e| Error::Config {
             reason: format!(

@@ -29,6 +29,17 @@ pub enum ComponentError {
     Unsupported(String),
     /// Anything else, with a message for the operator (HTTP 500).
     Failed(String),
+    /// A message would go back to a component that handles one message at
+    /// a time and waits in this message's chain, or the chain passed the
+    /// host's hop limit (HTTP 508).
+    Cycle(String),
+    /// The target's mailboxes stayed full for as long as the sender waited;
+    /// retrying later may succeed (HTTP 503).
+    MailboxFull(String),
+    /// A quota on what the component keeps (its state's keys or bytes) is
+    /// reached (HTTP 507). A state error the host reports as a quota
+    /// becomes this through `?`.
+    QuotaExceeded(String),
 }
 
 impl fmt::Display for ComponentError {
@@ -43,6 +54,9 @@ impl fmt::Display for ComponentError {
             Self::Timeout(detail) => write!(f, "timeout: {detail}"),
             Self::Unsupported(detail) => write!(f, "unsupported: {detail}"),
             Self::Failed(detail) => write!(f, "failed: {detail}"),
+            Self::Cycle(detail) => write!(f, "cycle: {detail}"),
+            Self::MailboxFull(detail) => write!(f, "mailbox full: {detail}"),
+            Self::QuotaExceeded(detail) => write!(f, "quota exceeded: {detail}"),
         }
     }
 }

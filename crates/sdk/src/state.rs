@@ -107,6 +107,11 @@ impl From<StateError> for ComponentError {
                 Self::Unavailable(format!("state store `{BUCKET_NAME}` does not exist"))
             }
             StateError::AccessDenied => Self::Denied(Capability::SystemCall("state".to_owned())),
+            // The host starts a quota's refusal with this (the runtime's
+            // `host.rs`, `QUOTA`).
+            StateError::Other(detail) if detail.starts_with("quota exceeded: ") => {
+                Self::QuotaExceeded(detail["quota exceeded: ".len()..].to_owned())
+            }
             StateError::Other(detail) => Self::Failed(format!("state store failed: {detail}")),
         }
     }

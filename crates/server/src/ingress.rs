@@ -320,6 +320,9 @@ fn runtime_error(name: &str, version: &str, e: &airssys_wasm_runtime::Error) -> 
                 ComponentError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                 ComponentError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
                 ComponentError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                ComponentError::Cycle(_) => StatusCode::LOOP_DETECTED,
+                ComponentError::MailboxFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ComponentError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
             };
             text(
                 status,

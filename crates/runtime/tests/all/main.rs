@@ -9,6 +9,7 @@
 )]
 
 mod cache;
+mod contract;
 mod dynamic;
 mod handler;
 mod limits;

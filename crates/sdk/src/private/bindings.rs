@@ -24,14 +24,14 @@ wit_bindgen::generate!({
     export_macro_name: "__export",
     default_bindings_module: "::airssys_wasm_sdk::__private::bindings",
     with: {
-        "airssys:component/types@0.1.0/component-error": crate::ComponentError,
-        "airssys:component/types@0.1.0/capability": crate::Capability,
-        "airssys:component/types@0.1.0/custom-capability": crate::CustomCapability,
+        "airssys:component/types@0.2.0/component-error": crate::ComponentError,
+        "airssys:component/types@0.2.0/capability": crate::Capability,
+        "airssys:component/types@0.2.0/custom-capability": crate::CustomCapability,
     },
     additional_type_attributes: {
-        "airssys:component/types@0.1.0/message": [#[derive(PartialEq, Eq, Default)]],
-        "airssys:component/types@0.1.0/component-metadata": [#[derive(PartialEq, Eq)]],
-        "airssys:component/types@0.1.0/health-status": [#[derive(PartialEq, Eq)]],
+        "airssys:component/types@0.2.0/message": [#[derive(PartialEq, Eq, Default)]],
+        "airssys:component/types@0.2.0/component-metadata": [#[derive(PartialEq, Eq)]],
+        "airssys:component/types@0.2.0/health-status": [#[derive(PartialEq, Eq)]],
     },
     generate_all,
 });
