@@ -33,6 +33,9 @@ pub struct ActorInstance {
     /// The contract it was built against, and its exports.
     contract: crate::contract::Version,
     execute: ComponentExportIndex,
+    /// `execute` looked up once, for a component of the current contract
+    /// (the hot path); an older one's is converted on each call.
+    current_execute: Option<TypedFunc<(Message,), (Result<Message, ComponentError>,)>>,
     health: Option<ComponentExportIndex>,
     shutdown: Option<TypedFunc<(), ()>>,
     output: (Option<OutputCapture>, Option<OutputCapture>),
@@ -103,12 +106,22 @@ impl ComponentPre {
             .map(|idx| instance.get_typed_func::<(), ()>(&mut store, &idx))
             .transpose()
             .map_err(host)?;
+        let current_execute = (v == crate::contract::Version::V2)
+            .then(|| {
+                instance.get_typed_func::<(Message,), (Result<Message, ComponentError>,)>(
+                    &mut store,
+                    &execute_idx,
+                )
+            })
+            .transpose()
+            .map_err(host)?;
         Ok(ActorInstance {
             pre: self.clone(),
             store,
             instance,
             contract: v,
             execute: execute_idx,
+            current_execute,
             health: health_idx,
             shutdown,
             output: (stdout, stderr),
@@ -170,14 +183,16 @@ impl ActorInstance {
         ctx.instantiated = Some(start);
         ctx.chain = crate::messaging::chain_of(&input.headers);
         let (v, instance, execute) = (self.contract, self.instance, self.execute);
+        let current = self.current_execute;
         let out = pre
             .run_on(
                 &mut self.store,
                 (&self.output.0, &self.output.1),
                 start,
                 Result::is_ok,
-                async move |store| {
-                    crate::contract::execute(v, store, &instance, &execute, input).await
+                async move |store| match current {
+                    Some(f) => Ok(f.call_async(&mut *store, (input,)).await?.0),
+                    None => crate::contract::execute(v, store, &instance, &execute, input).await,
                 },
             )
             .await
