@@ -23,6 +23,9 @@ use crate::output::OutputCapture;
 use crate::prepared::{Kind, Stdio};
 use crate::{CallOutput, ComponentError, ComponentPre, Error, HealthStatus, Message, Result};
 
+/// `handler.execute` of the current contract, typed.
+type Execute = TypedFunc<(Message,), (Result<Message, ComponentError>,)>;
+
 /// One long-lived instance of a component: started with `init`, called
 /// one message at a time, stopped with `shutdown`. Owned by the task that
 /// hosts it (not `Sync`).
@@ -35,7 +38,7 @@ pub struct ActorInstance {
     execute: ComponentExportIndex,
     /// `execute` looked up once, for a component of the current contract
     /// (the hot path); an older one's is converted on each call.
-    current_execute: Option<TypedFunc<(Message,), (Result<Message, ComponentError>,)>>,
+    current_execute: Option<Execute>,
     health: Option<ComponentExportIndex>,
     shutdown: Option<TypedFunc<(), ()>>,
     output: (Option<OutputCapture>, Option<OutputCapture>),
