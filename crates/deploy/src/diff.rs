@@ -9,6 +9,7 @@
 //! | an export or exported function removed (or renamed) | breaking |
 //! | any change to an exported function's parameters, result or a type they use (including an added record field, variant or enum case, or flag: the component model has no width subtyping) | breaking |
 //! | an import added or changed | needs a grant (the host must provide it) |
+//! | an interface of our contract moved to another version of it (`airssys:component/handler@0.1.0` to `@0.2.0`) | compatible (the host links every version it shipped) |
 
 use std::collections::BTreeMap;
 
@@ -81,8 +82,12 @@ impl Shape {
     /// The changes from this shape to `new`, most serious first.
     pub fn diff(&self, new: &Self) -> Vec<Change> {
         let mut changes = Vec::new();
-        compare(&self.exports, &new.exports, Side::Export, &mut changes);
-        compare(&self.imports, &new.imports, Side::Import, &mut changes);
+        let (mut old_exports, mut new_exports) = (self.exports.clone(), new.exports.clone());
+        let (mut old_imports, mut new_imports) = (self.imports.clone(), new.imports.clone());
+        contract_moves(&mut old_exports, &mut new_exports, &mut changes);
+        contract_moves(&mut old_imports, &mut new_imports, &mut changes);
+        compare(&old_exports, &new_exports, Side::Export, &mut changes);
+        compare(&old_imports, &new_imports, Side::Import, &mut changes);
         changes.sort_by(|a, b| b.class.cmp(&a.class).then(a.what.cmp(&b.what)));
         changes
     }
@@ -132,6 +137,36 @@ fn items(r: &Resolve, map: &wit_parser::IndexMap<wit_parser::WorldKey, WorldItem
         }
     }
     out
+}
+
+/// Our own contract's interfaces that moved to another version of it
+/// (`airssys:component/handler@0.1.0` to `@0.2.0`): compatible, since the
+/// host links every version it shipped and converts at the boundary. Taken
+/// out of `old` and `new` before they are compared.
+fn contract_moves(old: &mut Items, new: &mut Items, out: &mut Vec<Change>) {
+    const CONTRACT: &str = "airssys:component/";
+    let unversioned = |name: &str| name.split_once('@').map(|(base, _)| base.to_string());
+    let moved: Vec<(String, String)> = old
+        .keys()
+        .filter(|o| o.starts_with(CONTRACT) && !new.contains_key(*o))
+        .filter_map(|o| {
+            let base = unversioned(o)?;
+            let n = new.keys().find(|n| {
+                n.starts_with(CONTRACT)
+                    && !old.contains_key(*n)
+                    && unversioned(n) == Some(base.clone())
+            })?;
+            Some((o.clone(), n.clone()))
+        })
+        .collect();
+    for (o, n) in moved {
+        old.remove(&o);
+        new.remove(&n);
+        out.push(Change {
+            class: Class::Compatible,
+            what: format!("`{o}` moves to `{n}`: the host links every version of its contract"),
+        });
+    }
 }
 
 fn compare(old: &Items, new: &Items, side: Side, out: &mut Vec<Change>) {

@@ -182,3 +182,27 @@ fn what_is_not_a_component_says_so() {
     let err = diff(b"not wasm", &component(BASE)).unwrap_err().to_string();
     assert!(err.contains("the old version"), "{err}");
 }
+
+#[test]
+fn our_contract_moving_to_its_next_version_is_compatible() {
+    // A component built against 0.1.0, then one built against 0.2.0 (the
+    // SDK's): the host links both, so the move breaks no caller.
+    let old = std::fs::read(airssys_wasm_test_guests::LEGACY).unwrap();
+    let new = std::fs::read(airssys_wasm_test_guests::ACTOR).unwrap();
+    let changes = diff(&old, &new).unwrap();
+    assert!(
+        !airssys_wasm_deploy::diff::breaking(&changes),
+        "{changes:?}"
+    );
+    for iface in ["handler", "lifecycle"] {
+        let moved = format!(
+            "`airssys:component/{iface}@0.1.0` moves to `airssys:component/{iface}@0.2.0`: the host links every version of its contract"
+        );
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.class == Class::Compatible && c.what == moved),
+            "{changes:?}"
+        );
+    }
+}
