@@ -9,7 +9,7 @@
 //! | an export or exported function removed (or renamed) | breaking |
 //! | any change to an exported function's parameters, result or a type they use (including an added record field, variant or enum case, or flag: the component model has no width subtyping) | breaking |
 //! | an import added or changed | needs a grant (the host must provide it) |
-//! | an interface of our contract moved to another version of it (`airssys:component/handler@0.1.0` to `@0.2.0`) | compatible (the host links every version it shipped) |
+//! | an interface of our contract moved between versions the host links (`airssys:component/handler@0.1.0` to `@0.2.0`) | compatible (the host links both) |
 
 use std::collections::BTreeMap;
 
@@ -145,7 +145,15 @@ fn items(r: &Resolve, map: &wit_parser::IndexMap<wit_parser::WorldKey, WorldItem
 /// out of `old` and `new` before they are compared.
 fn contract_moves(old: &mut Items, new: &mut Items, out: &mut Vec<Change>) {
     const CONTRACT: &str = "airssys:component/";
-    let unversioned = |name: &str| name.split_once('@').map(|(base, _)| base.to_string());
+    // The versions the host links (the runtime's `contract.rs`).
+    const LINKED: [&str; 2] = ["0.1.", "0.2."];
+    let unversioned = |name: &str| {
+        let (base, version) = name.split_once('@')?;
+        LINKED
+            .iter()
+            .any(|v| version.starts_with(v))
+            .then(|| base.to_string())
+    };
     let moved: Vec<(String, String)> = old
         .keys()
         .filter(|o| o.starts_with(CONTRACT) && !new.contains_key(*o))

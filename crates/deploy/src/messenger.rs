@@ -97,6 +97,7 @@ fn outcome<T>(r: &Result<T, ComponentError>) -> &'static str {
         Err(ComponentError::Failed(_)) => "failed",
         Err(ComponentError::Cycle(_)) => "cycle",
         Err(ComponentError::MailboxFull(_)) => "mailbox-full",
+        Err(ComponentError::QuotaExceeded(_)) => "quota-exceeded",
         Err(_) => "refused",
     }
 }

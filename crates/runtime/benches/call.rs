@@ -89,6 +89,12 @@ enum RawError {
     Unsupported(String),
     #[component(name = "failed")]
     Failed(String),
+    #[component(name = "cycle")]
+    Cycle(String),
+    #[component(name = "mailbox-full")]
+    MailboxFull(String),
+    #[component(name = "quota-exceeded")]
+    QuotaExceeded(String),
 }
 
 #[derive(

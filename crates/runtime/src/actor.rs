@@ -35,6 +35,7 @@ pub struct ActorInstance {
     instance: wasmtime::component::Instance,
     /// The contract it was built against, and its exports.
     contract: crate::contract::Version,
+    lifecycle_contract: crate::contract::Version,
     execute: ComponentExportIndex,
     /// `execute` looked up once, for a component of the current contract
     /// (the hot path); an older one's is converted on each call.
@@ -70,6 +71,7 @@ impl ComponentPre {
         let health_idx = lifecycle.as_ref().map(|l| l.health);
         let config = self.inner.shared.config.clone();
         let v = self.contract();
+        let lv = self.lifecycle_contract();
         let _state_turn = self.state_turn().await?;
         let start = Instant::now();
         let (mut store, stdout, stderr) = self.new_store(Stdio::Capture)?;
@@ -85,7 +87,7 @@ impl ComponentPre {
                     store.data_mut().instantiated = Some(Instant::now());
                     let init = match init_idx {
                         Some(idx) => {
-                            crate::contract::init(v, store, &instance, &idx, config).await?
+                            crate::contract::init(lv, store, &instance, &idx, config).await?
                         }
                         None => Ok(()),
                     };
@@ -123,6 +125,7 @@ impl ComponentPre {
             store,
             instance,
             contract: v,
+            lifecycle_contract: lv,
             execute: execute_idx,
             current_execute,
             health: health_idx,
@@ -217,7 +220,7 @@ impl ActorInstance {
         let Some(health) = self.health else {
             return Ok(HealthStatus::Healthy);
         };
-        let (v, instance) = (self.contract, self.instance);
+        let (v, instance) = (self.lifecycle_contract, self.instance);
         let pre = self.pre.clone();
         self.store.data_mut().next_call(pre.limits().timeout_at());
         let out = pre

@@ -185,7 +185,7 @@ fn read_capabilities(name: &str, data: &[u8]) -> Result<Vec<String>> {
 }
 
 /// Which contract version of ours a component exports, if any. Every
-/// version the host has shipped stays accepted: today that is 0.1.
+/// version the host has shipped stays accepted: today 0.1 and 0.2.
 pub(crate) fn handler_export(exports: &[String]) -> Option<&str> {
     exports.iter().map(String::as_str).find(|e| {
         e.starts_with("airssys:component/handler@0.1.")

@@ -6,8 +6,8 @@
 //! shipped at 0.1.0: a component built against it runs unchanged. Its
 //! values are converted at the boundary (the same records and variants,
 //! distinct Rust types), and the errors new in 0.2.0 reach it as cases it
-//! knows, with the same text: `cycle` and `mailbox-full` as `unavailable`,
-//! `quota-exceeded` as `failed`.
+//! knows, their text prefixed with the case's name: `cycle` and
+//! `mailbox-full` as `unavailable`, `quota-exceeded` as `failed`.
 
 use wasmtime::Store;
 use wasmtime::component::{ComponentExportIndex, HasSelf, Instance, Linker};
@@ -50,10 +50,13 @@ pub(crate) enum Version {
 }
 
 impl Version {
-    /// The version a handler export (`airssys:component/handler@0.1.0`)
+    /// The version an export of ours (`airssys:component/handler@0.1.0`)
     /// names.
     pub(crate) fn of_export(export: &str) -> Self {
-        if export.starts_with("airssys:component/handler@0.1.") {
+        if export
+            .split_once('@')
+            .is_some_and(|(_, v)| v.starts_with("0.1."))
+        {
             Self::V1
         } else {
             Self::V2

@@ -308,6 +308,14 @@ impl ComponentPre {
             .map_or(contract::Version::V2, contract::Version::of_export)
     }
 
+    /// The version of our contract its lifecycle export was built against
+    /// (a composition may export a handler and a lifecycle of different
+    /// versions).
+    pub(crate) fn lifecycle_contract(&self) -> contract::Version {
+        crate::component::lifecycle_export(&self.inner.compiled.info.exports)
+            .map_or(contract::Version::V2, contract::Version::of_export)
+    }
+
     /// The name used in errors and logs.
     pub fn name(&self) -> &str {
         &self.inner.shared.name
@@ -371,7 +379,7 @@ impl ComponentPre {
             return Ok(());
         };
         let (metadata_idx, init_idx) = (l.metadata, l.init);
-        let v = self.contract();
+        let v = self.lifecycle_contract();
         let config = self.inner.shared.config.clone();
         let keep = |r: &(ComponentMetadata, Result<(), ComponentError>)| r.1.is_ok();
         let (metadata, init) = self
@@ -455,7 +463,7 @@ impl ComponentPre {
             return Err(self.not_a_handler());
         };
         let idx = l.health;
-        let v = self.contract();
+        let v = self.lifecycle_contract();
         Ok(self
             .with_instance(
                 |_| true,
@@ -480,7 +488,7 @@ impl ComponentPre {
             return Ok(());
         };
         let idx = *idx;
-        let v = self.contract();
+        let v = self.lifecycle_contract();
         let from = from_version.to_string();
         let out = self
             .with_instance(Result::is_ok, async move |store, instance| {
@@ -502,7 +510,7 @@ impl ComponentPre {
             return Err(self.not_a_handler());
         };
         let idx = l.metadata;
-        let v = self.contract();
+        let v = self.lifecycle_contract();
         Ok(self
             .with_instance(
                 |_| true,

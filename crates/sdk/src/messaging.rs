@@ -4,9 +4,13 @@
 //! `request` or `send` to the target's active version: a target that does
 //! not exist is [`ComponentError::NotFound`], one that does not answer in
 //! time [`ComponentError::Timeout`], one that traps
-//! [`ComponentError::Failed`]; its own error comes back as it gave it. A
-//! chain of messages passes 8 components at most. A host without a registry
-//! (a single `run` or `call`) answers [`ComponentError::Unavailable`].
+//! [`ComponentError::Failed`]; its own error comes back as it gave it; an
+//! actor whose mailboxes stay full [`ComponentError::MailboxFull`]. A chain
+//! of messages passes 8 components at most, and a message back to a
+//! component that handles one message at a time and waits in the chain is
+//! refused at once: both are [`ComponentError::Cycle`]. A host without a
+//! registry (a single `run` or `call`) answers
+//! [`ComponentError::Unavailable`].
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -126,7 +126,7 @@ impl Collector for Live {
             let mut family = encoder.encode_descriptor(
                 "messages",
                 "Messages between components through the host, by sender, target, delivery \
-                 (request, send, publish) and outcome (ok, not-found, timeout, unavailable, failed, refused; no-subscribers for a publish nobody heard)",
+                 (request, send, publish) and outcome (ok, not-found, timeout, unavailable, failed, cycle, mailbox-full, quota-exceeded, refused; no-subscribers for a publish nobody heard)",
                 None,
                 ConstCounter::new(0_u64).metric_type(),
             )?;
