@@ -161,17 +161,13 @@ impl RouteMessenger {
     }
 }
 
-/// Whether `active` subscribes to `topic`.
+/// Whether `active` subscribes to `topic` (its subscriptions read as the
+/// grant patterns they were checked as at deploy).
 fn subscribed(active: &crate::Active, topic: &str) -> bool {
-    active
-        .deployment
-        .spec
-        .subscribe
-        .iter()
-        .any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => topic.starts_with(prefix),
-            None => pattern == topic,
-        })
+    use airssys_wasm_capability::messaging::{Grant, Op};
+    active.deployment.spec.subscribe.iter().any(|pattern| {
+        Grant::parse(&format!("subscribe:{pattern}")).is_ok_and(|g| g.covers(Op::Subscribe, topic))
+    })
 }
 
 async fn deliver(
@@ -184,8 +180,9 @@ async fn deliver(
             "no component named `{target}` is deployed here"
         )));
     };
-    // A component that keeps state runs one call at a time: a message back
-    // to one waiting in this chain would wait for itself.
+    // An actor, or a component that keeps state, handles one message at a
+    // time: a message back to one waiting in this chain would wait for
+    // itself.
     if envelope.chain.contains(&target) && route.current().is_some_and(|a| a.serial()) {
         return Err(ComponentError::Cycle(format!(
             "{} -> {target}, which handles one message at a time and waits in this chain",

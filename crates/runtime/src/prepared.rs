@@ -1064,29 +1064,28 @@ impl CallOutput<std::result::Result<Message, ComponentError>> {
     /// The answer of a `handler.execute` call: the message, or the
     /// component's own error.
     pub(crate) fn answered(self, component: &str) -> Result<CallOutput<Message>> {
-        match self.value {
-            Ok(value) => Ok(CallOutput {
-                value,
-                stdout: self.stdout,
-                stderr: self.stderr,
-                stdout_bytes: self.stdout_bytes,
-                stderr_bytes: self.stderr_bytes,
-                logs: self.logs,
-                logs_dropped: self.logs_dropped,
-                timings: self.timings,
-            }),
-            Err(error) => Err(Error::Guest {
+        self.try_map(|value| {
+            value.map_err(|error| Error::Guest {
                 component: component.to_string(),
                 error,
-            }),
-        }
+            })
+        })
     }
 }
 
 impl<T> CallOutput<T> {
     fn map<U>(self, f: impl FnOnce(T) -> U) -> CallOutput<U> {
-        CallOutput {
-            value: f(self.value),
+        let Ok(out) = self.try_map(|v| Ok::<_, std::convert::Infallible>(f(v)));
+        out
+    }
+
+    /// The same output with its value passed through `f`, or `f`'s error.
+    fn try_map<U, E>(
+        self,
+        f: impl FnOnce(T) -> std::result::Result<U, E>,
+    ) -> std::result::Result<CallOutput<U>, E> {
+        Ok(CallOutput {
+            value: f(self.value)?,
             stdout: self.stdout,
             stderr: self.stderr,
             stdout_bytes: self.stdout_bytes,
@@ -1094,7 +1093,7 @@ impl<T> CallOutput<T> {
             logs: self.logs,
             logs_dropped: self.logs_dropped,
             timings: self.timings,
-        }
+        })
     }
 }
 
