@@ -94,17 +94,14 @@ pub(crate) struct ActorArgs {
 impl ActorArgs {
     /// Hosting and actor settings, when any flag was given.
     fn apply(&self, spec: &mut DeploySpec) -> anyhow::Result<()> {
-        let ms = |d: Option<std::time::Duration>| {
-            d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        };
         let actor = ActorSpec {
             instances: self.instances,
             mailbox: self.mailbox,
             supervision: self.supervision.as_deref().map(str::parse).transpose()?,
             max_restarts: self.max_restarts,
-            restart_window_ms: ms(self.restart_window),
-            backoff_ms: ms(self.backoff),
-            send_timeout_ms: ms(self.send_timeout),
+            restart_window_ms: super::millis(self.restart_window),
+            backoff_ms: super::millis(self.backoff),
+            send_timeout_ms: super::millis(self.send_timeout),
         };
         spec.hosting = self.hosting.as_deref().unwrap_or("per-call").parse()?;
         if actor != ActorSpec::default() {
@@ -171,9 +168,7 @@ impl SpecArgs {
             ));
         }
         spec.memory = l.memory;
-        spec.timeout_ms = l
-            .timeout
-            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        spec.timeout_ms = super::millis(l.timeout);
         Ok(Some(spec))
     }
 }

@@ -369,6 +369,12 @@ fn parse_capability(s: &str) -> Result<Capability, String> {
     }
 }
 
+/// A duration in whole milliseconds, as deployment specs hold them
+/// (saturating: no duration a user gives overflows).
+pub(crate) fn millis(d: Option<Duration>) -> Option<u64> {
+    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = airssys_wasm_manifest::parse_duration(s)?;
     if d.is_zero() {

@@ -161,9 +161,7 @@ async fn ready(entry: Resolved, metered: bool) -> anyhow::Result<Ready> {
     spec.deny = entry.grants.deny.iter().map(ToString::to_string).collect();
     spec.config = entry.config.clone();
     spec.memory = entry.memory;
-    spec.timeout_ms = entry
-        .timeout
-        .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    spec.timeout_ms = super::millis(entry.timeout);
     if entry.fuel.is_some() && !metered {
         bail!(InputError(format!(
             "component `{name}` sets `limits.fuel`: start the host with --fuel to meter it"
@@ -190,17 +188,22 @@ async fn ready(entry: Resolved, metered: bool) -> anyhow::Result<Ready> {
     })
 }
 
-/// A manifest's supervision group, for the deployer.
-fn group(s: airssys_wasm_manifest::Supervisor) -> airssys_wasm_deploy::GroupSpec {
+/// A manifest's supervision strategy, for the deployer.
+fn supervision(s: airssys_wasm_manifest::Supervision) -> airssys_wasm_deploy::Supervision {
     use airssys_wasm_deploy::Supervision as S;
     use airssys_wasm_manifest::Supervision as M;
+    match s {
+        M::OneForAll => S::OneForAll,
+        M::RestForOne => S::RestForOne,
+        _ => S::OneForOne,
+    }
+}
+
+/// A manifest's supervision group, for the deployer.
+fn group(s: airssys_wasm_manifest::Supervisor) -> airssys_wasm_deploy::GroupSpec {
     airssys_wasm_deploy::GroupSpec {
         name: s.name,
-        strategy: match s.strategy {
-            M::OneForAll => S::OneForAll,
-            M::RestForOne => S::RestForOne,
-            _ => S::OneForOne,
-        },
+        strategy: supervision(s.strategy),
         children: s.children,
         max_restarts: s.max_restarts,
         restart_window: s.restart_window,
@@ -212,11 +215,8 @@ fn actor_settings(
     spec: &mut airssys_wasm_deploy::DeploySpec,
     entry: &airssys_wasm_manifest::Resolved,
 ) -> Result<(), airssys_wasm_deploy::Error> {
-    use airssys_wasm_deploy::{ActorSpec, Hosting, Supervision};
+    use airssys_wasm_deploy::{ActorSpec, Hosting};
     use airssys_wasm_manifest as m;
-    let ms = |d: Option<std::time::Duration>| {
-        d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    };
     spec.hosting = match entry.hosting {
         m::Hosting::Actor => Hosting::Actor,
         _ => Hosting::PerCall,
@@ -224,15 +224,11 @@ fn actor_settings(
     spec.actor = entry.actor.as_ref().map(|a| ActorSpec {
         instances: a.instances,
         mailbox: a.mailbox,
-        supervision: a.supervision.map(|s| match s {
-            m::Supervision::OneForAll => Supervision::OneForAll,
-            m::Supervision::RestForOne => Supervision::RestForOne,
-            _ => Supervision::OneForOne,
-        }),
+        supervision: a.supervision.map(supervision),
         max_restarts: a.max_restarts,
-        restart_window_ms: ms(a.restart_window()),
-        backoff_ms: ms(a.backoff()),
-        send_timeout_ms: ms(a.send_timeout()),
+        restart_window_ms: super::millis(a.restart_window()),
+        backoff_ms: super::millis(a.backoff()),
+        send_timeout_ms: super::millis(a.send_timeout()),
     });
     spec.subscribe = entry.subscribe.clone();
     spec.actor_plan()?;
